@@ -1,0 +1,1 @@
+"""Catalogue backends: items and the id map."""

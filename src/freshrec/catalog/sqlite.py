@@ -1,0 +1,228 @@
+"""SQLite catalogue: items and the id map in one file, mirrored in memory for the hot path.
+
+The in-memory mirror (ids, titles, categories, availability) answers every serving lookup without a
+query. New ids are claimed with ``INSERT OR IGNORE`` followed by a lookup, so several processes sharing
+the file agree on every index; a process that sees an index beyond its mirror reloads the missing rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from freshrec.schema import CatalogItem, ItemIn
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS items (
+    idx INTEGER PRIMARY KEY AUTOINCREMENT,
+    item_id TEXT UNIQUE NOT NULL,
+    title TEXT,
+    text TEXT,
+    categories TEXT NOT NULL DEFAULT '[]',
+    attributes TEXT NOT NULL DEFAULT '{}',
+    available INTEGER NOT NULL DEFAULT 1,
+    updated_at REAL
+);
+"""
+_CONTENT_FIELDS = ("title", "text", "categories", "attributes", "available")
+
+
+class SQLiteCatalog:
+    """Items and id map in SQLite. See :class:`freshrec.catalog.base.Catalog`.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> from freshrec.schema import ItemIn
+    >>> cat = SQLiteCatalog(pathlib.Path(tempfile.mkdtemp()) / "catalog.db")
+    >>> cat.upsert([ItemIn(item_id="a", title="Apple"), ItemIn(item_id="b")])
+    ([1, 2], 2)
+    >>> cat.internal_ids(["b", "c"]), len(cat)
+    ([2, 3], 3)
+    >>> cat.close()
+    """
+
+    def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        self._conn.executescript(_SCHEMA)
+        self._lock = threading.RLock()
+        self._ids: list[str] = []
+        self._index: dict[str, int] = {}
+        self._titles: list[str | None] = []
+        self._categories: list[list[str]] = []
+        self._available = np.zeros(1, dtype=bool)
+        #: Bumped on every change, so callers can cache derived arrays (e.g. the availability mask).
+        self.version = 0
+        self._load_after(0)
+
+    # ---- in-memory mirror ------------------------------------------------------------------------
+
+    def _load_after(self, idx: int) -> None:
+        rows = self._conn.execute(
+            "SELECT idx, item_id, title, categories, available FROM items WHERE idx > ? ORDER BY idx", (idx,)
+        ).fetchall()
+        for row_idx, item_id, title, categories, _available in rows:
+            if row_idx != len(self._ids) + 1:
+                raise RuntimeError(f"catalog {self.path} has a gap at index {len(self._ids) + 1}")
+            self._ids.append(item_id)
+            self._index[item_id] = row_idx
+            self._titles.append(title)
+            self._categories.append(json.loads(categories))
+        self._grow_available()
+        for row_idx, _, _, _, available in rows:
+            self._available[row_idx] = bool(available)
+        if rows:
+            self.version += 1
+
+    def _grow_available(self) -> None:
+        need = len(self._ids) + 1
+        if need > self._available.shape[0]:
+            grown = np.zeros(max(need, 2 * self._available.shape[0]), dtype=bool)
+            grown[: self._available.shape[0]] = self._available
+            self._available = grown
+
+    def _claim(self, cur: sqlite3.Cursor, item_ids: Sequence[str]) -> None:
+        """Create rows for ids not yet stored (inside the caller's transaction) and mirror them."""
+        new = list(dict.fromkeys(i for i in item_ids if i not in self._index))
+        if not new:
+            return
+        cur.executemany(
+            "INSERT OR IGNORE INTO items (item_id, updated_at) VALUES (?, ?)", [(i, time.time()) for i in new]
+        )
+        self._load_after(len(self._ids))
+
+    # ---- Catalog protocol ------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def internal_id(self, item_id: str, create: bool = True) -> int | None:
+        idx = self.internal_ids([item_id], create=create)[0]
+        return idx or None
+
+    def internal_ids(self, item_ids: Sequence[str], create: bool = True) -> list[int]:
+        index = self._index
+        if create and any(i not in index for i in item_ids):
+            with self._lock:
+                cur = self._conn.cursor()
+                cur.execute("BEGIN IMMEDIATE")
+                try:
+                    self._claim(cur, item_ids)
+                    cur.execute("COMMIT")
+                except BaseException:
+                    cur.execute("ROLLBACK")
+                    self._reload()
+                    raise
+        return [index.get(i, 0) for i in item_ids]
+
+    def upsert(self, items: Sequence[ItemIn]) -> tuple[list[int], int]:
+        now = time.time()
+        with self._lock:
+            before = len(self._ids)
+            cur = self._conn.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                self._load_after(len(self._ids))  # see rows other processes added
+                before = len(self._ids)
+                self._claim(cur, [it.item_id for it in items])
+                for it in items:
+                    given = it.model_fields_set & set(_CONTENT_FIELDS)
+                    if not given:
+                        continue
+                    values = {
+                        "title": it.title,
+                        "text": it.text,
+                        "categories": json.dumps(it.categories),
+                        "attributes": json.dumps(it.attributes),
+                        "available": int(it.available),
+                    }
+                    cols = sorted(given)
+                    sets = ", ".join(f"{c} = ?" for c in cols)
+                    cur.execute(
+                        f"UPDATE items SET {sets}, updated_at = ? WHERE item_id = ?",
+                        [values[c] for c in cols] + [now, it.item_id],
+                    )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                self._reload()
+                raise
+            for it in items:
+                idx = self._index[it.item_id]
+                if "title" in it.model_fields_set:
+                    self._titles[idx - 1] = it.title
+                if "categories" in it.model_fields_set:
+                    self._categories[idx - 1] = list(it.categories)
+                if "available" in it.model_fields_set:
+                    self._available[idx] = it.available
+            self.version += 1
+            return [self._index[it.item_id] for it in items], len(self._ids) - before
+
+    def _reload(self) -> None:
+        version = self.version
+        self._ids, self._index, self._titles, self._categories = [], {}, [], []
+        self._available = np.zeros(1, dtype=bool)
+        self._load_after(0)
+        self.version = version + 1
+
+    def get(self, ids: Sequence[str]) -> list[CatalogItem | None]:
+        idxs = [self._index.get(i, 0) for i in ids]
+        found = {it.item_idx: it for it in self.get_by_idx([i for i in idxs if i])}
+        return [found.get(i) if i else None for i in idxs]
+
+    def get_by_idx(self, idxs: Sequence[int]) -> list[CatalogItem]:
+        if not idxs:
+            return []
+        out: dict[int, CatalogItem] = {}
+        uniq = list(dict.fromkeys(int(i) for i in idxs))
+        with self._lock:
+            for start in range(0, len(uniq), 500):
+                chunk = uniq[start : start + 500]
+                marks = ",".join("?" * len(chunk))
+                for row in self._conn.execute(
+                    "SELECT idx, item_id, title, text, categories, attributes, available FROM items"
+                    f" WHERE idx IN ({marks})",
+                    chunk,
+                ):
+                    idx, item_id, title, text, cats, attrs, available = row
+                    out[idx] = CatalogItem(
+                        idx, item_id, title, text, json.loads(cats), json.loads(attrs), bool(available)
+                    )
+        missing = [i for i in uniq if i not in out]
+        if missing:
+            raise KeyError(f"unknown item indices: {missing[:10]}")
+        return [out[int(i)] for i in idxs]
+
+    def external_ids(self) -> list[str]:
+        return list(self._ids)
+
+    def external_id(self, idx: int) -> str:
+        return self._ids[idx - 1]
+
+    def title(self, idx: int) -> str | None:
+        return self._titles[idx - 1]
+
+    def titles(self) -> list[str | None]:
+        return list(self._titles)
+
+    def categories(self, idx: int) -> list[str]:
+        return self._categories[idx - 1]
+
+    def available_mask(self) -> np.ndarray:
+        mask = self._available[: len(self._ids) + 1].copy()
+        mask[0] = False
+        return mask
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

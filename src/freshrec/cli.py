@@ -1,0 +1,335 @@
+"""The ``freshrec`` command line. Commands are thin: they build Settings and call library functions."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from freshrec.config import Settings, load_settings
+from freshrec.errors import FreshrecError
+
+app = typer.Typer(
+    name="freshrec",
+    help="Real-time recommender engine: durable events, live user state, a transformer recommender.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+model_app = typer.Typer(help="Inspect published model versions.", no_args_is_help=True)
+app.add_typer(model_app, name="model")
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(fn: F) -> F:
+    """Turn expected failures into a one-line message and exit code 2 (no traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (FreshrecError, ValueError, FileNotFoundError, LookupError) as exc:
+            err_console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(code=2) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def settings_from(ctx: typer.Context, **sections: dict[str, Any]) -> Settings:
+    """Settings from the global options plus per-command overrides (``None`` values are ignored)."""
+    obj = ctx.obj or {}
+    overrides = {name: _drop_none(values) for name, values in sections.items()}
+    if obj.get("data_dir") is not None:
+        overrides.setdefault("storage", {})["data_dir"] = obj["data_dir"]
+    return load_settings(obj.get("config"), **{k: v for k, v in overrides.items() if v})
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file.")] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option("--data-dir", "-d", help="Data directory (storage.data_dir).")
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at INFO level.")] = False,
+) -> None:
+    """Global options apply to every command; settings also come from FRESHREC_* variables."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    ctx.obj = {"config": config, "data_dir": data_dir}
+
+
+@app.command("import")
+@friendly_errors
+def import_cmd(
+    ctx: typer.Context,
+    path: Annotated[Path, typer.Argument(help="CSV, JSON-lines (.gz/.zip ok) or MovieLens file.")],
+    kind: Annotated[str | None, typer.Option(help="'events' or 'items' (default: detected).")] = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="Force a format (see --list-formats).")] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option("--map", help="FIELD=COLUMN, e.g. --map user_id=customer (repeatable)."),
+    ] = None,
+    event_type: Annotated[str, typer.Option("--type", help="Event type for rows without a type column.")] = "rating",
+    list_formats: Annotated[bool, typer.Option("--list-formats", help="List known formats and exit.")] = False,
+) -> None:
+    """Import events or items. MovieLens files (u.data, ratings.dat, u.item, movies.dat, movies.csv) and
+    generic CSV/JSONL are detected automatically. The file is validated completely before anything is
+    stored; re-importing the same events stores them once."""
+    from freshrec.datasets.formats import FORMATS
+    from freshrec.datasets.importer import import_file
+    from freshrec.engine import build_engine
+
+    if list_formats:
+        for f in FORMATS.values():
+            console.print(f"[bold]{f.name:16}[/] {f.kind:7} {f.description}")
+        return
+    if kind not in (None, "events", "items"):
+        raise ValueError(f"--kind must be 'events' or 'items', got {kind!r}")
+    pairs = {}
+    for m in mapping or []:
+        field, sep, column = m.partition("=")
+        if not sep or not field or not column:
+            raise ValueError(f"--map expects FIELD=COLUMN, got {m!r}")
+        pairs[field] = column
+    engine = build_engine(settings_from(ctx), load_model=False, progress=True)
+    try:
+        report = import_file(engine, path, kind=kind, fmt=fmt, mapping=pairs, default_type=event_type)  # type: ignore[arg-type]
+    finally:
+        engine.close()
+    console.print(
+        f"imported [bold]{report.stored:,}[/] {report.kind} from {path} ({report.format}; {report.rows:,} rows"
+        f"{f', {report.duplicates:,} already stored' if report.duplicates else ''}) in {report.seconds:.1f}s"
+    )
+
+
+@app.command()
+@friendly_errors
+def train(
+    ctx: typer.Context,
+    epochs: Annotated[int | None, typer.Option(help="Most epochs (early stopping usually ends sooner).")] = None,
+    patience: Annotated[int | None, typer.Option(help="Epochs without validation gain before stopping.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sequences per batch.")] = None,
+    lr: Annotated[float | None, typer.Option(help="AdamW learning rate.")] = None,
+    dim: Annotated[int | None, typer.Option(help="Embedding size.")] = None,
+    layers: Annotated[int | None, typer.Option(help="Transformer blocks.")] = None,
+    heads: Annotated[int | None, typer.Option(help="Attention heads.")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout rate.")] = None,
+    max_len: Annotated[int | None, typer.Option(help="Longest sequence read.")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N.")] = None,
+    max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    holdout: Annotated[
+        str,
+        typer.Option(
+            help="'test': hold out each user's last event for an honest test "
+            "score (default); 'valid': train on all but the last."
+        ),
+    ] = "test",
+) -> None:
+    """Train a transformer on the event log and publish it as the current model version."""
+    from freshrec.engine import build_engine
+    from freshrec.model.pipeline import train_and_publish
+
+    settings = settings_from(
+        ctx,
+        train={
+            "epochs": epochs,
+            "patience": patience,
+            "batch_size": batch_size,
+            "lr": lr,
+            "device": device,
+            "max_seconds": max_seconds,
+            "seed": seed,
+        },
+        model={"dim": dim, "layers": layers, "heads": heads, "dropout": dropout, "max_len": max_len},
+    )
+    engine = build_engine(settings, load_model=False, progress=True)
+    try:
+        report = train_and_publish(engine, holdout=holdout, progress=True)
+    finally:
+        engine.close()
+    fit = report.fit
+    console.print(
+        f"published [bold green]{report.version}[/]: {fit.epochs} epochs (best {fit.best_epoch}, {fit.stopped}), "
+        f"{fit.seconds:.0f}s, {fit.train_seconds_per_epoch:.2f}s/epoch on {fit.device} ({fit.precision}"
+        f"{', compiled' if fit.compiled else ''})"
+    )
+    print_metrics(report.metrics)
+
+
+def print_metrics(metrics: dict[str, Any]) -> None:
+    """The offline table: model vs popularity on the protocol's held-out items."""
+    cols = ["hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20"]
+    table = Table(title=f"{metrics.get('protocol', '')} — {metrics.get('evaluated_on', '')}")
+    table.add_column("scorer")
+    for c in cols:
+        table.add_column(c.upper(), justify="right")
+    table.add_column("users", justify="right")
+    for name in ("model", "popularity"):
+        row = metrics.get(name)
+        if row:
+            table.add_row(name, *(f"{row[c]:.4f}" for c in cols), str(row.get("n", "")))
+    console.print(table)
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    ctx: typer.Context,
+    version: Annotated[str | None, typer.Option(help="Model version (default: current).")] = None,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
+) -> None:
+    """Offline leave-one-out, full ranking: HR/NDCG/MRR@10 and @20 for the model and for popularity."""
+    from freshrec.engine import build_engine
+    from freshrec.model.pipeline import evaluate_version
+
+    engine = build_engine(settings_from(ctx), load_model=False)
+    try:
+        result = evaluate_version(engine, version, progress=True)
+    finally:
+        engine.close()
+    print_metrics(result)
+    text = json.dumps(result, indent=2)
+    if json_out is not None:
+        json_out.write_text(text + "\n")
+        console.print(f"wrote {json_out}")
+    else:
+        console.print_json(text)
+
+
+@app.command()
+@friendly_errors
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str | None, typer.Option(help="Bind address (serving.host).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (serving.port).")] = None,
+) -> None:
+    """Serve the HTTP API with the current model version (trending only until one is trained)."""
+    import uvicorn
+
+    from freshrec.serving.app import create_app
+
+    settings = settings_from(ctx, serving={"host": host, "port": port})
+    console.print(
+        f"freshrec serving on http://{settings.serving.host}:{settings.serving.port} "
+        f"(data: {settings.storage.data_dir}; docs at /docs)"
+    )
+    uvicorn.run(create_app(settings), host=settings.serving.host, port=settings.serving.port, log_level="warning")
+
+
+@app.command()
+@friendly_errors
+def demo(
+    ctx: typer.Context,
+    users: Annotated[int, typer.Option(help="Generated shoppers.")] = 1500,
+    items: Annotated[int, typer.Option(help="Generated items.")] = 600,
+    port: Annotated[int, typer.Option(help="Port for the demo server (0: any free port).")] = 0,
+    max_train_seconds: Annotated[float, typer.Option(help="Training time budget.")] = 150.0,
+    keep_serving: Annotated[bool, typer.Option(help="Leave the server running after the walkthrough.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed of the generated shop.")] = 7,
+) -> None:
+    """Generate a shop, train, serve, stream events and show recommendations changing live."""
+    import tempfile
+
+    from freshrec.demo import run_demo
+
+    obj = ctx.obj or {}
+    data_dir = obj.get("data_dir") or Path(tempfile.mkdtemp(prefix="freshrec-demo-"))
+    settings = load_settings(
+        obj.get("config"),
+        storage={"data_dir": data_dir},
+        train={"max_seconds": max_train_seconds, "patience": 3, "epochs": 60},
+    )
+    run_demo(
+        settings,
+        n_users=users,
+        n_items=items,
+        port=port,
+        keep_serving=keep_serving,
+        seed=seed,
+        console=console,
+    )
+
+
+@app.command()
+@friendly_errors
+def generate(
+    out_dir: Annotated[Path, typer.Argument(help="Directory for events.jsonl and items.jsonl.")],
+    users: Annotated[int, typer.Option(help="Shoppers.")] = 1500,
+    items: Annotated[int, typer.Option(help="Items.")] = 600,
+    days: Annotated[float, typer.Option(help="Days of activity.")] = 60.0,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Write a generated shop (the demo's data) as JSON-lines files to import or replay."""
+    from freshrec.datasets.synthetic import generate_shop
+
+    shop = generate_shop(n_users=users, n_items=items, days=days, seed=seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with open(out_dir / "items.jsonl", "w", encoding="utf-8") as f:
+        for it in shop.items:
+            f.write(it.model_dump_json() + "\n")
+    with open(out_dir / "events.jsonl", "w", encoding="utf-8") as f:
+        for e in shop.events:
+            f.write(e.model_dump_json(exclude_none=True) + "\n")
+    console.print(f"wrote {len(shop.items):,} items and {len(shop.events):,} events to {out_dir}")
+
+
+@model_app.command("list")
+@friendly_errors
+def model_list(ctx: typer.Context) -> None:
+    """Published versions, newest last; * marks the current one."""
+    from freshrec.model.registry import ModelRegistry
+
+    registry = ModelRegistry(settings_from(ctx).storage.resolved_model_dir())
+    current = registry.current()
+    table = Table()
+    for col in ("", "version", "created", "parent", "items", "valid NDCG@10", "test NDCG@10"):
+        table.add_column(col)
+    for v in registry.versions():
+        meta = registry.meta(v)
+        metrics = meta.get("metrics", {})
+        test = metrics.get("model", {}).get("ndcg@10")
+        table.add_row(
+            "*" if v == current else "",
+            v,
+            meta.get("created_at", ""),
+            meta.get("parent") or "",
+            str(meta.get("config", {}).get("num_items", "")),
+            f"{metrics.get('valid', {}).get('ndcg@10', float('nan')):.4f}",
+            f"{test:.4f}" if test is not None else "",
+        )
+    console.print(table)
+
+
+@model_app.command("show")
+@friendly_errors
+def model_show(
+    ctx: typer.Context, version: Annotated[str | None, typer.Argument(help="Default: current.")] = None
+) -> None:
+    """A version's metadata (config, metrics, data range, training) as JSON."""
+    from freshrec.model.registry import ModelNotFoundError, ModelRegistry
+
+    registry = ModelRegistry(settings_from(ctx).storage.resolved_model_dir())
+    version = version or registry.current()
+    if version is None:
+        raise ModelNotFoundError("no model published yet; run `freshrec train`")
+    console.print_json(json.dumps(registry.meta(version)))
+
+
+if __name__ == "__main__":
+    app()

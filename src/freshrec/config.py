@@ -1,0 +1,199 @@
+"""Settings: every option freshrec has, its default, its ``FRESHREC_*`` variable and its TOML key.
+
+Values are layered, later wins: defaults < TOML file < ``FRESHREC_*`` environment < explicit overrides
+(CLI flags, test code). Nested sections map to ``FRESHREC_<SECTION>__<FIELD>``, e.g.
+``FRESHREC_TRAIN__EPOCHS=50``; the TOML file uses the same sections (``[train]`` ``epochs = 50``). The
+TOML file is given by ``load_settings(config_file=...)``, the CLI's ``--config`` or ``FRESHREC_CONFIG``.
+Nothing else in freshrec reads the environment or a config file.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+#: Event types every deployment knows. Custom ones are added with ``events.custom_types``.
+BUILTIN_EVENT_TYPES = ("view", "click", "cart", "purchase", "like", "dislike", "skip", "rating")
+
+_toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("freshrec_toml_file", default=None)
+
+
+class StorageSettings(BaseModel):
+    """Where data lives. Backends are chosen by URL scheme (``sqlite:///path``, ``memory://``)."""
+
+    data_dir: Path = Field(Path("freshrec-data"), description="Directory for the embedded stores and models.")
+    event_log_url: str | None = Field(None, description="Event log URL; default sqlite:///<data_dir>/events.db")
+    catalog_url: str | None = Field(None, description="Catalogue URL; default sqlite:///<data_dir>/catalog.db")
+    state_url: str = Field("memory://", description="User-state store URL (memory:// rebuilds from the log).")
+    model_dir: Path | None = Field(None, description="Model registry directory; default <data_dir>/models")
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
+        "FULL",
+        description="FULL fsyncs every commit (survives power loss); NORMAL survives process crashes only.",
+    )
+
+    def resolved_event_log_url(self) -> str:
+        return self.event_log_url or f"sqlite:///{self.data_dir / 'events.db'}"
+
+    def resolved_catalog_url(self) -> str:
+        return self.catalog_url or f"sqlite:///{self.data_dir / 'catalog.db'}"
+
+    def resolved_model_dir(self) -> Path:
+        return self.model_dir or self.data_dir / "models"
+
+
+class EventSettings(BaseModel):
+    """What an event may look like."""
+
+    custom_types: list[str] = Field(default_factory=list, description="Event types beyond the built-in ones.")
+    negative_types: list[str] = Field(
+        default_factory=lambda: ["dislike", "skip"],
+        description="Types stored and excluded from recommendations but never added to the sequence.",
+    )
+    max_batch: int = Field(1000, ge=1, description="Most events one POST /v1/events may carry.")
+    max_id_length: int = Field(256, ge=1, le=1024, description="Longest user_id / item_id / event_id.")
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+
+    @property
+    def types(self) -> list[str]:
+        """All accepted event types, built-in first; a type's position + 1 is its model code."""
+        return list(BUILTIN_EVENT_TYPES) + [t for t in self.custom_types if t not in BUILTIN_EVENT_TYPES]
+
+    @model_validator(mode="after")
+    def _negative_types_known(self) -> EventSettings:
+        unknown = set(self.negative_types) - set(self.types)
+        if unknown:
+            raise ValueError(f"negative_types names unknown event types: {sorted(unknown)}")
+        return self
+
+
+class StateSettings(BaseModel):
+    """Live per-user state."""
+
+    max_sequence_length: int = Field(200, ge=1, description="Events kept per user (the sequence window).")
+    collapse_repeats: bool = Field(
+        True,
+        description="Consecutive events on the same item (view, cart, purchase) form one sequence entry.",
+    )
+    trending_half_life_hours: float = Field(72.0, gt=0, description="Half-life of the trending score.")
+
+
+class ModelSettings(BaseModel):
+    """Architecture of the sequential model (SASRec-style transformer)."""
+
+    dim: int = Field(64, ge=8, description="Embedding and hidden size D.")
+    heads: int = Field(2, ge=1, description="Attention heads per block (must divide dim).")
+    layers: int = Field(2, ge=1, description="Transformer blocks.")
+    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout on embeddings, attention output and feed-forward.")
+    max_len: int = Field(200, ge=2, description="Longest sequence the model reads.")
+    ffn_mult: int = Field(4, ge=1, description="Feed-forward width as a multiple of dim.")
+    use_event_types: bool = Field(True, description="Add an event-type embedding to each position.")
+
+    @model_validator(mode="after")
+    def _heads_divide_dim(self) -> ModelSettings:
+        if self.dim % self.heads:
+            raise ValueError(f"model.dim ({self.dim}) must be divisible by model.heads ({self.heads})")
+        return self
+
+
+class TrainSettings(BaseModel):
+    """How models are trained."""
+
+    epochs: int = Field(200, ge=1, description="Upper bound on epochs; early stopping usually ends sooner.")
+    patience: int = Field(5, ge=1, description="Epochs without a validation NDCG@10 gain before stopping.")
+    batch_size: int = Field(128, ge=1, description="Sequences per training batch.")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (matrices and embeddings only).")
+    seed: int = Field(42, description="Seed for initialisation, batch order and dropout.")
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'.")
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="'auto' uses bf16 autocast where the hardware runs it natively."
+    )
+    compile: Literal["auto", "on", "off"] = Field(
+        "auto", description="torch.compile the training step; 'auto' does so for large datasets only."
+    )
+    compile_min_positions: int = Field(
+        200_000, ge=0, description="With compile='auto', compile when an epoch has this many positions."
+    )
+    max_seconds: float | None = Field(None, gt=0, description="Stop training after this many seconds.")
+    eval_batch_size: int = Field(512, ge=1, description="Users scored per batch during evaluation.")
+
+
+class ServingSettings(BaseModel):
+    """The HTTP service."""
+
+    host: str = Field("127.0.0.1", description="Bind address of `freshrec serve`.")
+    port: int = Field(8000, ge=0, le=65535, description="Port of `freshrec serve`.")
+    default_k: int = Field(10, ge=1, description="List length when a request gives no k.")
+    max_k: int = Field(500, ge=1, description="Largest k a request may ask for.")
+    exclude_seen: bool = Field(True, description="Default for the exclude_seen query parameter.")
+    explain_window: int = Field(10, ge=1, description="Recent items searched for a recommendation's reason.")
+    torch_threads: int | None = Field(None, ge=1, description="Intra-op threads for inference (None: torch).")
+
+
+class Settings(BaseSettings):
+    """The one settings object. Build it with :func:`load_settings`.
+
+    Example
+    -------
+    >>> s = load_settings(storage={"data_dir": "/tmp/fr"}, train={"epochs": 3})
+    >>> s.train.epochs, str(s.storage.resolved_model_dir())
+    (3, '/tmp/fr/models')
+    """
+
+    model_config = SettingsConfigDict(env_prefix="FRESHREC_", env_nested_delimiter="__", extra="forbid")
+
+    storage: StorageSettings = Field(default_factory=StorageSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
+    state: StateSettings = Field(default_factory=StateSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    serving: ServingSettings = Field(default_factory=ServingSettings)
+
+    @field_validator("storage", mode="after")
+    @classmethod
+    def _absolute_data_dir(cls, v: StorageSettings) -> StorageSettings:
+        # Relative paths are resolved once here so every component agrees on them.
+        return v.model_copy(update={"data_dir": v.data_dir.expanduser().resolve()})
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_file = _toml_file.get()
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+
+def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings` from defaults, a TOML file, ``FRESHREC_*`` variables and overrides.
+
+    ``config_file`` defaults to ``$FRESHREC_CONFIG`` when set. Overrides are nested dicts per section
+    (``train={"epochs": 5}``) and are merged into, not substituted for, the other sources.
+    """
+    path = config_file if config_file is not None else os.environ.get("FRESHREC_CONFIG")
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"config file not found: {path}")
+    token = _toml_file.set(path)
+    try:
+        return Settings(**overrides)
+    finally:
+        _toml_file.reset(token)

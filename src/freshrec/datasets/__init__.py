@@ -1,0 +1,1 @@
+"""Dataset readers, format detection, import, and the synthetic shop."""

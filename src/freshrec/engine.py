@@ -1,0 +1,256 @@
+"""build_engine(settings): the one place that opens the stores, the registry and the recommender.
+
+The HTTP service, the CLI and the demo all go through :class:`Engine`; there is no second wiring path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from freshrec.catalog.base import Catalog, open_catalog
+from freshrec.config import Settings
+from freshrec.errors import NotFound
+from freshrec.events.base import EventLog, open_event_log
+from freshrec.model.registry import ModelNotFoundError, ModelRegistry
+from freshrec.recommend import Recommender, ServingModel
+from freshrec.schema import (
+    AppendResult,
+    EventAck,
+    EventIn,
+    EventRecord,
+    Health,
+    ItemIn,
+    ItemOut,
+    ItemsAck,
+    ModelInfo,
+    RecommendationList,
+    SequenceEntry,
+    SimilarItems,
+    UserStateOut,
+)
+from freshrec.sequence import EventTypes
+from freshrec.state.base import StateStore, open_state_store
+from freshrec.state.trending import Trending
+from freshrec.validation import check_events, check_items
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    """One freshrec process: event log, catalogue, live state, trending, model registry, recommender.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from freshrec.config import load_settings
+    >>> from freshrec.schema import EventIn
+    >>> engine = build_engine(load_settings(storage={"data_dir": tempfile.mkdtemp()}))
+    >>> engine.ingest([EventIn(user_id="u1", item_id="sku-1", type="view")]).accepted
+    1
+    >>> engine.recommend("u1").source          # no model trained yet: the trending fallback
+    'trending'
+    >>> engine.close()
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        event_log: EventLog,
+        catalog: Catalog,
+        state: StateStore,
+        registry: ModelRegistry,
+    ) -> None:
+        self.settings = settings
+        self.event_log = event_log
+        self.catalog = catalog
+        self.state = state
+        self.registry = registry
+        self.types = EventTypes(settings.events.types, settings.events.negative_types)
+        self.trending = Trending(settings.state.trending_half_life_hours * 3600.0)
+        self.recommender = Recommender(state, catalog, self.trending, self.types, settings.serving)
+        # Appending and applying happen under one lock so state always follows the log's offset order.
+        self._ingest_lock = threading.Lock()
+
+    # ---- events ----------------------------------------------------------------------------------
+
+    def ingest(self, events: Sequence[EventIn]) -> EventAck:
+        """Validate, store durably, update user state; returns only when all of that is done."""
+        check_events(events, self.settings.events, self.types)
+        now = time.time()
+        records = [
+            EventRecord(
+                0,
+                e.user_id,
+                e.item_id,
+                e.type,
+                e.timestamp(now),
+                None if e.value is None else float(e.value),
+                e.event_id,
+                e.context,
+            )
+            for e in events
+        ]
+        results = self.append_records(records)
+        duplicates = sum(r.duplicate for r in results)
+        return EventAck(accepted=len(results) - duplicates, duplicates=duplicates, offsets=[r.offset for r in results])
+
+    def append_records(self, records: Sequence[EventRecord]) -> list[AppendResult]:
+        """Store already-validated records and fold them into state (the import path uses this too)."""
+        with self._ingest_lock:
+            results = self.event_log.append(records)
+            fresh = []
+            for rec, res in zip(records, results, strict=True):
+                if not res.duplicate:
+                    rec.offset = res.offset
+                    fresh.append(rec)
+            if fresh:
+                contiguous = (
+                    fresh[0].offset == self.state.applied_offset + 1
+                    and fresh[-1].offset - fresh[0].offset == len(fresh) - 1
+                )
+                if contiguous:
+                    self._apply(fresh)
+                else:  # another process wrote to the log too: replay everything we have not applied
+                    self._catch_up_locked(progress=False)
+        return results
+
+    def catch_up(self, progress: bool = False) -> int:
+        """Apply every logged event state has not seen (start-up rebuild, other writers); returns count."""
+        with self._ingest_lock:
+            return self._catch_up_locked(progress)
+
+    def _catch_up_locked(self, progress: bool) -> int:
+        pending = max(0, self.event_log.last_offset() - self.state.applied_offset)
+        applied = 0
+        with tqdm(
+            total=pending, desc="rebuilding user state", unit="ev", disable=not progress or not pending, leave=False
+        ) as bar:
+            while True:
+                page = self.event_log.read(self.state.applied_offset, 50_000)
+                if not page:
+                    break
+                self._apply(page)
+                applied += len(page)
+                bar.update(len(page))
+        return applied
+
+    def _apply(self, records: Sequence[EventRecord]) -> None:
+        idx = self.catalog.internal_ids([r.item_id for r in records], create=True)
+        self.state.apply(records, idx)
+        negative = self.types.negative
+        positive = [(i, r.ts) for i, r in zip(idx, records, strict=True) if r.type not in negative]
+        if positive:
+            items, ts = zip(*positive, strict=True)
+            self.trending.add(items, ts)
+
+    def delete_user(self, user_id: str) -> int:
+        """Forget a user: their events and state. Returns the number of events removed."""
+        with self._ingest_lock:
+            removed = self.event_log.delete_user(user_id)
+            self.state.delete(user_id)
+        if not removed:
+            raise NotFound(f"unknown user {user_id!r}")
+        return removed
+
+    def user_state(self, user_id: str) -> UserStateOut:
+        snap = self.state.get(user_id)
+        if snap is None:
+            raise NotFound(f"unknown user {user_id!r}")
+        return UserStateOut(
+            user_id=user_id,
+            sequence=[
+                SequenceEntry(item_id=self.catalog.external_id(int(i)), type=self.types.name(int(t)), ts=float(ts))
+                for i, t, ts in zip(snap.items, snap.types, snap.ts, strict=True)
+            ],
+            seen_count=len(snap.seen),
+        )
+
+    # ---- catalogue -------------------------------------------------------------------------------
+
+    def upsert_items(self, items: Sequence[ItemIn]) -> ItemsAck:
+        check_items(items, self.settings.events)
+        _, created = self.catalog.upsert(items)
+        return ItemsAck(upserted=len(items), created=created)
+
+    def get_item(self, item_id: str) -> ItemOut:
+        found = self.catalog.get([item_id])[0]
+        if found is None:
+            raise NotFound(f"unknown item {item_id!r}")
+        return found.to_out()
+
+    # ---- models ----------------------------------------------------------------------------------
+
+    def load_model(self, version: str | None = None) -> str:
+        """Load a version (default: the registry's current one) and swap it into serving."""
+        try:
+            loaded = self.registry.load(version)
+        except ModelNotFoundError as exc:
+            raise NotFound(str(exc)) from exc
+        self.recommender.swap(ServingModel(loaded, self.catalog, self.types))
+        log.info("serving model %s", loaded.version)
+        return loaded.version
+
+    def model_info(self) -> ModelInfo:
+        serving = self.recommender.serving
+        if serving is None:
+            return ModelInfo(version=None)
+        meta = serving.meta
+        return ModelInfo(
+            version=serving.version,
+            created_at=meta.get("created_at"),
+            config=meta.get("config", {}),
+            metrics=meta.get("metrics", {}),
+            data=meta.get("data", {}),
+            num_items=serving.num_rows,
+        )
+
+    def recommend(self, user_id: str, k: int | None = None, exclude_seen: bool | None = None) -> RecommendationList:
+        return self.recommender.recommend(user_id, k, exclude_seen)
+
+    def similar(self, item_id: str, k: int | None = None) -> SimilarItems:
+        return self.recommender.similar(item_id, k)
+
+    def health(self) -> Health:
+        serving = self.recommender.serving
+        return Health(
+            status="ok",
+            model_version=serving.version if serving else None,
+            last_offset=self.state.applied_offset,
+            users=len(self.state),
+            items=len(self.catalog),
+        )
+
+    def close(self) -> None:
+        self.event_log.close()
+        self.catalog.close()
+
+
+def build_engine(settings: Settings, *, load_model: bool = True, progress: bool = False) -> Engine:
+    """Open every store the settings name, rebuild live state from the log, load the current model."""
+    storage = settings.storage
+    storage.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.serving.torch_threads:
+        torch.set_num_threads(settings.serving.torch_threads)
+    types = EventTypes(settings.events.types, settings.events.negative_types)
+    engine = Engine(
+        settings,
+        open_event_log(storage.resolved_event_log_url(), synchronous=storage.sqlite_synchronous),
+        open_catalog(storage.resolved_catalog_url(), synchronous=storage.sqlite_synchronous),
+        open_state_store(
+            storage.state_url,
+            types=types,
+            max_len=settings.state.max_sequence_length,
+            collapse_repeats=settings.state.collapse_repeats,
+        ),
+        ModelRegistry(storage.resolved_model_dir()),
+    )
+    engine.catch_up(progress=progress)
+    if load_model and engine.registry.current() is not None:
+        engine.load_model()
+    return engine

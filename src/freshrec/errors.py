@@ -1,0 +1,31 @@
+"""Exceptions callers can act on; the HTTP layer maps each to a status code and the CLI to a message."""
+
+from __future__ import annotations
+
+
+class FreshrecError(Exception):
+    """Base class. ``status`` is the HTTP status the API answers with."""
+
+    status = 500
+
+
+class InvalidInput(FreshrecError, ValueError):
+    """The request or file is malformed; nothing was stored."""
+
+    status = 422
+
+
+class PayloadTooLarge(InvalidInput):
+    """A batch or body exceeds a configured limit; nothing was stored."""
+
+    status = 413
+
+
+class NotFound(FreshrecError, LookupError):
+    status = 404
+
+
+class ModelUnavailable(FreshrecError):
+    """No model version is loaded (train one first)."""
+
+    status = 503

@@ -1,0 +1,79 @@
+"""EventLog: the durable, append-only record of user events; the source of truth for everything else.
+
+Backends are chosen by URL scheme (``sqlite:///path/events.db``); see :func:`open_event_log`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Protocol, runtime_checkable
+
+from freshrec.schema import AppendResult, EventRecord
+from freshrec.storage_url import split_url, sqlite_path
+
+
+@runtime_checkable
+class EventLog(Protocol):
+    """Guarantees every backend keeps (checked by ``tests/events/test_contract.py``):
+
+    * ``append`` returns only after the events are durable; a crash after it returns loses none of them;
+    * an event whose ``event_id`` is already stored is acknowledged with the stored offset and not
+      stored again (also within one batch);
+    * offsets are positive, strictly increasing in append order, and never reused;
+    * ``read`` returns events in offset order.
+    """
+
+    def append(self, events: Sequence[EventRecord]) -> list[AppendResult]:
+        """Store events durably; the ``offset`` field of the inputs is ignored."""
+        ...
+
+    def read(self, after_offset: int = 0, limit: int = 10_000) -> list[EventRecord]:
+        """Events with offset > ``after_offset``, oldest first, at most ``limit``."""
+        ...
+
+    def user_events(self, user_id: str, limit: int | None = None) -> list[EventRecord]:
+        """A user's events in offset order (the newest ``limit`` when given)."""
+        ...
+
+    def delete_user(self, user_id: str) -> int:
+        """Remove every event of a user (right to be forgotten); returns how many were removed."""
+        ...
+
+    def last_offset(self) -> int:
+        """The highest offset ever assigned (0 for an empty log)."""
+        ...
+
+    def count(self) -> int:
+        """Events stored."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def iter_events(log: EventLog, after_offset: int = 0, page: int = 50_000) -> Iterator[EventRecord]:
+    """Every event after ``after_offset``, read page by page so memory stays flat."""
+    while True:
+        batch = log.read(after_offset, page)
+        if not batch:
+            return
+        yield from batch
+        after_offset = batch[-1].offset
+
+
+def open_event_log(url: str, *, synchronous: str = "FULL") -> EventLog:
+    """Open the event log a URL names. Schemes: ``sqlite:///<path>``.
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> log = open_event_log(f"sqlite:///{tempfile.mkdtemp()}/events.db")
+    >>> log.last_offset()
+    0
+    >>> log.close()
+    """
+    scheme, _ = split_url(url)
+    if scheme == "sqlite":
+        from freshrec.events.sqlite import SQLiteEventLog
+
+        return SQLiteEventLog(sqlite_path(url), synchronous=synchronous)
+    raise ValueError(f"unknown event log URL scheme {scheme!r} in {url!r}; supported: sqlite")

@@ -1,0 +1,1 @@
+"""Top-k retrieval over item vectors."""

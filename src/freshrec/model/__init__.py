@@ -1,0 +1,1 @@
+"""The sequential model: architecture, data, training, registry."""

@@ -1,0 +1,239 @@
+"""From the event log to training batches: user sequences, the leave-one-out split, padded batches.
+
+Shapes use B (batch), L (sequence length), N (catalogue size). Item values are catalogue indices
+(1..N, 0 = padding); the model's row ``i`` is catalogue index ``i``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from freshrec.catalog.base import Catalog
+from freshrec.events.base import EventLog, iter_events
+from freshrec.sequence import EventTypes, UserSequence
+
+
+@dataclass
+class SequenceData:
+    """Every user's full, time-ordered sequence as the log holds it up to ``max_offset``."""
+
+    users: list[str]
+    items: list[np.ndarray]  # per user: [S] int64 catalogue indices, oldest first
+    types: list[np.ndarray]  # per user: [S] int64 event-type codes
+    num_items: int
+    max_offset: int = 0
+    num_events: int = 0
+    first_ts: float | None = None
+    last_ts: float | None = None
+
+    def data_range(self) -> dict:
+        return {
+            "max_offset": self.max_offset,
+            "events": self.num_events,
+            "users": len(self.users),
+            "items": self.num_items,
+            "first_ts": self.first_ts,
+            "last_ts": self.last_ts,
+        }
+
+
+def sequences_from_log(
+    log: EventLog,
+    catalog: Catalog,
+    types: EventTypes,
+    collapse_repeats: bool = True,
+    upto_offset: int | None = None,
+    progress: bool = False,
+) -> SequenceData:
+    """Build full sequences with the same rule live state uses (:class:`~freshrec.sequence.UserSequence`)."""
+    last = log.last_offset() if upto_offset is None else upto_offset
+    seqs: dict[str, UserSequence] = {}
+    n_events, first_ts, last_ts, max_offset = 0, None, None, 0
+    code, negative = types.code, types.negative
+    bar = tqdm(total=last, desc="reading events", unit="ev", disable=not progress, leave=False)
+    page: list = []
+
+    def flush() -> None:
+        idx = catalog.internal_ids([e.item_id for e in page], create=True)
+        for e, i in zip(page, idx, strict=True):
+            seq = seqs.get(e.user_id)
+            if seq is None:
+                seq = seqs[e.user_id] = UserSequence(None, collapse_repeats)
+            seq.add(i, code.get(e.type, 0), e.ts, e.type in negative)
+        page.clear()
+
+    for e in iter_events(log):
+        if e.offset > last:
+            break
+        page.append(e)
+        n_events += 1
+        max_offset = e.offset
+        first_ts = e.ts if first_ts is None else min(first_ts, e.ts)
+        last_ts = e.ts if last_ts is None else max(last_ts, e.ts)
+        if len(page) >= 50_000:
+            bar.update(page[-1].offset - bar.n)
+            flush()
+    flush()
+    bar.close()
+    users = [u for u, s in seqs.items() if len(s)]
+    return SequenceData(
+        users=users,
+        items=[seqs[u].item_array() for u in users],
+        types=[seqs[u].type_array() for u in users],
+        num_items=len(catalog),
+        max_offset=max_offset,
+        num_events=n_events,
+        first_ts=first_ts,
+        last_ts=last_ts,
+    )
+
+
+@dataclass
+class EvalSet:
+    """Histories to score and the item each should rank: the offline leave-one-out protocol."""
+
+    users: list[str]
+    items: list[np.ndarray]  # per user: history [S]
+    types: list[np.ndarray]
+    targets: np.ndarray  # [U] catalogue index of the held-out item
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+
+@dataclass
+class Split:
+    """Training sequences plus validation (second-to-last item) and test (last item) sets.
+
+    With ``holdout="test"`` (the protocol): train on s[:-2], validate on s[-2], test on s[-1].
+    With ``holdout="valid"`` (for a model to serve): train on s[:-1], validate on s[-1], no test.
+    Users with fewer than 3 entries (2 for ``valid``) go to training only.
+    """
+
+    train_items: list[np.ndarray]
+    train_types: list[np.ndarray]
+    valid: EvalSet
+    test: EvalSet | None
+    holdout: str = "test"
+    train_users: list[str] = field(default_factory=list)
+
+
+def leave_one_out(data: SequenceData, holdout: str = "test") -> Split:
+    """Split per user by time. Example::
+
+    >>> d = SequenceData(["u"], [np.array([1, 2, 3, 4])], [np.ones(4, dtype=np.int64)], num_items=4)
+    >>> s = leave_one_out(d)
+    >>> s.train_items[0].tolist(), s.valid.targets.tolist(), s.test.items[0].tolist(), s.test.targets.tolist()
+    ([1, 2], [3], [1, 2, 3], [4])
+    """
+    if holdout not in ("test", "valid"):
+        raise ValueError(f"holdout must be 'test' or 'valid', got {holdout!r}")
+    held = 2 if holdout == "test" else 1
+    train_items, train_types, train_users = [], [], []
+    v_users, v_items, v_types, v_targets = [], [], [], []
+    t_users, t_items, t_types, t_targets = [], [], [], []
+    for user, items, types in zip(data.users, data.items, data.types, strict=True):
+        n = len(items)
+        if n < held + 1:
+            train_items.append(items)
+            train_types.append(types)
+            train_users.append(user)
+            continue
+        train_items.append(items[: n - held])
+        train_types.append(types[: n - held])
+        train_users.append(user)
+        v_users.append(user)
+        v_items.append(items[: n - held])
+        v_types.append(types[: n - held])
+        v_targets.append(items[n - held])
+        if holdout == "test":
+            t_users.append(user)
+            t_items.append(items[: n - 1])
+            t_types.append(types[: n - 1])
+            t_targets.append(items[n - 1])
+    valid = EvalSet(v_users, v_items, v_types, np.asarray(v_targets, dtype=np.int64))
+    test = EvalSet(t_users, t_items, t_types, np.asarray(t_targets, dtype=np.int64)) if holdout == "test" else None
+    return Split(train_items, train_types, valid, test, holdout, train_users)
+
+
+@dataclass
+class Batch:
+    """One training batch. ``items``/``types``/``targets``: [B, L] int64, right-padded with 0."""
+
+    items: torch.Tensor
+    types: torch.Tensor
+    targets: torch.Tensor
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(t.to(device, non_blocking=True) for t in (self.items, self.types, self.targets)))
+
+    @property
+    def positions(self) -> int:
+        return int((self.targets > 0).sum())
+
+
+class TrainingBatches:
+    """Next-item batches from training sequences, bucketed by length so padding costs almost nothing.
+
+    Every sequence of S >= 2 entries yields inputs s[:-1] and targets s[1:] (its newest ``max_len``).
+    Each epoch sorts sequences by length with random tie-breaking, cuts batches, and shuffles the batch
+    order; each batch is trimmed to its longest sequence.
+    """
+
+    def __init__(self, items: Sequence[np.ndarray], types: Sequence[np.ndarray], max_len: int, batch_size: int) -> None:
+        keep = [i for i, s in enumerate(items) if len(s) >= 2]
+        self.lengths = np.array([min(len(items[i]) - 1, max_len) for i in keep], dtype=np.int64)
+        n = len(keep)
+        self.inputs = np.zeros((n, max_len), dtype=np.int64)
+        self.input_types = np.zeros((n, max_len), dtype=np.int64)
+        self.targets = np.zeros((n, max_len), dtype=np.int64)
+        for row, i in enumerate(keep):
+            s, t, ln = items[i], types[i], self.lengths[row]
+            self.inputs[row, :ln] = s[-ln - 1 : -1]
+            self.input_types[row, :ln] = t[-ln - 1 : -1]
+            self.targets[row, :ln] = s[-ln:]
+        self.batch_size = batch_size
+
+    def __len__(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    @property
+    def positions(self) -> int:
+        """Scored positions per epoch."""
+        return int(self.lengths.sum())
+
+    def epoch(self, rng: np.random.Generator) -> Iterator[Batch]:
+        order = np.lexsort((rng.random(len(self.lengths)), self.lengths))
+        chunks = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        for c in rng.permutation(len(chunks)):
+            rows = chunks[c]
+            width = int(self.lengths[rows].max())
+            yield Batch(
+                torch.from_numpy(self.inputs[rows, :width]),
+                torch.from_numpy(self.input_types[rows, :width]),
+                torch.from_numpy(self.targets[rows, :width]),
+            )
+
+
+def pad_histories(
+    items: Sequence[np.ndarray], types: Sequence[np.ndarray], max_len: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Right-pad the newest ``max_len`` entries of each history: -> items [B, L], types [B, L], lengths [B].
+
+    Empty histories get length 1 with a padding item, so callers must route them elsewhere (trending).
+    """
+    lengths = [max(1, min(len(s), max_len)) for s in items]
+    width = max(lengths, default=1)
+    out_items = np.zeros((len(items), width), dtype=np.int64)
+    out_types = np.zeros((len(items), width), dtype=np.int64)
+    for row, (s, t) in enumerate(zip(items, types, strict=True)):
+        ln = min(len(s), max_len)
+        if ln:
+            out_items[row, :ln] = s[-ln:]
+            out_types[row, :ln] = t[-ln:]
+    return torch.from_numpy(out_items), torch.from_numpy(out_types), torch.tensor(lengths, dtype=torch.int64)

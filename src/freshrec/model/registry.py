@@ -1,0 +1,165 @@
+"""ModelRegistry: immutable model versions in a directory, with an atomically switched current pointer.
+
+Layout::
+
+    <model_dir>/
+      CURRENT                  the current version's name (replaced atomically with os.replace)
+      versions/v00001/
+        model.safetensors      weights
+        meta.json              config, metrics, data range, parent, created_at, event types
+        items.json             the id map: row i + 1 of the item table is items[i]
+
+A version directory is written under a temporary name and renamed into place, so a reader never sees a
+half-written version; the name ``vNNNNN`` is claimed by that rename, so concurrent publishers never
+overwrite each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from freshrec.model.sasrec import SASRec, SASRecConfig
+
+_WEIGHTS, _META, _ITEMS, _CURRENT = "model.safetensors", "meta.json", "items.json", "CURRENT"
+
+
+@dataclass
+class LoadedModel:
+    """A version read from the registry: the module (eval mode), its id map and its metadata."""
+
+    version: str
+    model: SASRec
+    item_ids: list[str]
+    event_types: list[str]
+    meta: dict[str, Any]
+
+
+class ModelNotFoundError(LookupError):
+    pass
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+class ModelRegistry:
+    """Versions on disk; see the module docstring for the layout and guarantees.
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from freshrec.model.sasrec import SASRec, SASRecConfig
+    >>> reg = ModelRegistry(tempfile.mkdtemp())
+    >>> m = SASRec(SASRecConfig(num_items=2, dim=8, heads=1, layers=1, max_len=4))
+    >>> v = reg.publish(m, item_ids=["a", "b"], event_types=["view"], meta={"metrics": {}})
+    >>> v, reg.current(), reg.load().item_ids
+    ('v00001', 'v00001', ['a', 'b'])
+    """
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root)
+        self.versions_dir = self.root / "versions"
+        self.versions_dir.mkdir(parents=True, exist_ok=True)
+
+    def versions(self) -> list[str]:
+        """Published version names, oldest first."""
+        return sorted(p.name for p in self.versions_dir.iterdir() if p.is_dir() and p.name.startswith("v"))
+
+    def current(self) -> str | None:
+        """The version serving should use, or ``None`` when nothing was published."""
+        try:
+            name = (self.root / _CURRENT).read_text().strip()
+        except FileNotFoundError:
+            return None
+        return name or None
+
+    def set_current(self, version: str) -> None:
+        """Point CURRENT at an existing version, atomically."""
+        if not (self.versions_dir / version / _META).is_file():
+            raise ModelNotFoundError(f"no model version {version!r} in {self.root}")
+        tmp = self.root / f".{_CURRENT}.{uuid.uuid4().hex}"
+        tmp.write_text(version + "\n")
+        os.replace(tmp, self.root / _CURRENT)
+        _fsync_dir(self.root)
+
+    def meta(self, version: str) -> dict[str, Any]:
+        path = self.versions_dir / version / _META
+        if not path.is_file():
+            raise ModelNotFoundError(f"no model version {version!r} in {self.root}")
+        # The directory name is the version: it is claimed by the rename, so it is not stored inside.
+        return {**json.loads(path.read_text(encoding="utf-8")), "version": version}
+
+    def publish(
+        self,
+        model: SASRec,
+        item_ids: list[str],
+        event_types: list[str],
+        meta: dict[str, Any],
+        parent: str | None = None,
+        make_current: bool = True,
+    ) -> str:
+        """Write a new immutable version and (by default) make it current; returns its name."""
+        if len(item_ids) != model.num_items:
+            raise ValueError(f"id map has {len(item_ids)} items, model has {model.num_items} rows")
+        staging = self.versions_dir / f".staging-{uuid.uuid4().hex}"
+        staging.mkdir()
+        state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(staging / _WEIGHTS))
+        _write_json(staging / _ITEMS, item_ids)
+        full_meta = {
+            **meta,
+            "config": model.config.to_dict(),
+            "event_types": list(event_types),
+            "parent": parent,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        _write_json(staging / _META, full_meta)
+        _fsync_dir(staging)
+        existing = self.versions()
+        number = int(existing[-1][1:]) + 1 if existing else 1
+        while True:
+            name = f"v{number:05d}"
+            try:
+                os.rename(staging, self.versions_dir / name)  # fails if another publisher took the name
+                break
+            except OSError:
+                if not (self.versions_dir / name).exists():
+                    raise
+                number += 1
+        _fsync_dir(self.versions_dir)
+        if make_current:
+            self.set_current(name)
+        return name
+
+    def load(self, version: str | None = None, device: str | torch.device = "cpu") -> LoadedModel:
+        """Load a version (default: the current one) in eval mode."""
+        version = version or self.current()
+        if version is None:
+            raise ModelNotFoundError(f"no model published in {self.root}; run `freshrec train` first")
+        meta = self.meta(version)
+        path = self.versions_dir / version
+        model = SASRec(SASRecConfig(**meta["config"]))
+        model.load_state_dict(load_file(str(path / _WEIGHTS), device=str(device)))
+        model.to(device).eval()
+        item_ids = json.loads((path / _ITEMS).read_text(encoding="utf-8"))
+        return LoadedModel(version, model, item_ids, meta["event_types"], meta)

@@ -1,0 +1,247 @@
+"""Data shapes shared by the HTTP API, the CLI and the stores.
+
+Request models (``EventIn``, ``ItemIn``) check structure: required fields, types, lengths, no control
+characters in ids. Rules that depend on settings (the event-type registry, the configured id length and
+batch size) are checked by :mod:`freshrec.validation`, so the schema stays static and importable.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
+
+#: Absolute cap on id length; the configured ``events.max_id_length`` (default 256) is checked on top.
+ID_HARD_MAX = 1024
+
+
+def _check_id(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty or whitespace")
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+Id = Annotated[StrictStr, Field(min_length=1, max_length=ID_HARD_MAX)]
+Number = StrictInt | StrictFloat
+
+
+class EventIn(BaseModel):
+    """One user action as a client sends it.
+
+    Example
+    -------
+    >>> EventIn(user_id="u1", item_id="sku-42", type="view").type
+    'view'
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: Id
+    item_id: Id
+    type: Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[a-z][a-z0-9_]*$")]
+    ts: Number | datetime | None = Field(
+        None, description="Event time: unix seconds or ISO 8601; server time when absent."
+    )
+    value: Number | None = Field(None, description="Optional strength, e.g. a rating or a watch fraction.")
+    event_id: Id | None = Field(None, description="Idempotency key: an event_id is stored at most once.")
+    context: dict[str, Any] | None = Field(None, description="Free-form context (device, page, ...).")
+
+    @field_validator("user_id", "item_id", "event_id")
+    @classmethod
+    def _valid_ids(cls, v: str | None) -> str | None:
+        return v if v is None else _check_id(v)
+
+    @field_validator("ts", "value")
+    @classmethod
+    def _finite(cls, v: float | datetime | None) -> float | datetime | None:
+        if isinstance(v, int | float) and not math.isfinite(v):
+            raise ValueError("must be a finite number")
+        return v
+
+    def timestamp(self, now: float) -> float:
+        """Event time in unix seconds (``now`` when the client sent none)."""
+        if self.ts is None:
+            return now
+        if isinstance(self.ts, datetime):
+            return self.ts.timestamp()
+        return float(self.ts)
+
+
+class ItemIn(BaseModel):
+    """A catalogue entry as a client sends it. Fields left out keep their stored value on upsert.
+
+    Example
+    -------
+    >>> ItemIn(item_id="sku-42", title="Trail shoe", categories=["running"]).available
+    True
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: Id
+    title: Annotated[StrictStr, Field(max_length=1000)] | None = None
+    text: Annotated[StrictStr, Field(max_length=100_000)] | None = None
+    categories: list[Annotated[StrictStr, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=100
+    )
+    attributes: dict[Annotated[str, Field(max_length=200)], Number] = Field(default_factory=dict)
+    available: bool = True
+
+    @field_validator("item_id")
+    @classmethod
+    def _valid_id(cls, v: str) -> str:
+        return _check_id(v)
+
+    @field_validator("attributes")
+    @classmethod
+    def _finite_attributes(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [k for k, x in v.items() if not math.isfinite(x)]
+        if bad:
+            raise ValueError(f"attributes must be finite numbers: {bad}")
+        return v
+
+
+class ItemOut(BaseModel):
+    item_id: str
+    title: str | None = None
+    text: str | None = None
+    categories: list[str] = Field(default_factory=list)
+    attributes: dict[str, float] = Field(default_factory=dict)
+    available: bool = True
+
+
+@dataclass(slots=True)
+class EventRecord:
+    """An event as the log stores it: validated, timestamped, with its log offset."""
+
+    offset: int
+    user_id: str
+    item_id: str
+    type: str
+    ts: float
+    value: float | None = None
+    event_id: str | None = None
+    context: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class AppendResult:
+    """What :meth:`EventLog.append` returns per event: its offset and whether it was a duplicate."""
+
+    offset: int
+    duplicate: bool
+
+
+@dataclass(slots=True)
+class CatalogItem:
+    """A stored catalogue item with its internal index."""
+
+    item_idx: int
+    item_id: str
+    title: str | None = None
+    text: str | None = None
+    categories: list[str] = field(default_factory=list)
+    attributes: dict[str, float] = field(default_factory=dict)
+    available: bool = True
+
+    def to_out(self) -> ItemOut:
+        return ItemOut(
+            item_id=self.item_id,
+            title=self.title,
+            text=self.text,
+            categories=self.categories,
+            attributes=self.attributes,
+            available=self.available,
+        )
+
+
+# ---- responses -------------------------------------------------------------------------------------
+
+
+class EventAck(BaseModel):
+    accepted: int = Field(description="Events newly stored.")
+    duplicates: int = Field(description="Events whose event_id was already stored (acknowledged, not re-stored).")
+    offsets: list[int] = Field(description="Log offset of each event, in request order.")
+
+
+class ItemsAck(BaseModel):
+    upserted: int
+    created: int
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+    reason: str
+    title: str | None = None
+
+
+class RecommendationList(BaseModel):
+    user_id: str
+    source: Literal["model", "trending"] = Field(
+        description="'model' when the transformer scored the user's sequence, 'trending' for the fallback."
+    )
+    model_version: str | None
+    sequence_length: int = Field(description="Sequence entries the model read.")
+    items: list[RecommendedItem]
+
+
+class SimilarItems(BaseModel):
+    item_id: str
+    model_version: str
+    items: list[RecommendedItem]
+
+
+class SequenceEntry(BaseModel):
+    item_id: str
+    type: str
+    ts: float
+
+
+class UserStateOut(BaseModel):
+    user_id: str
+    sequence: list[SequenceEntry]
+    seen_count: int
+
+
+class ModelInfo(BaseModel):
+    version: str | None
+    created_at: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict)
+    num_items: int = 0
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    model_version: str | None
+    last_offset: int = Field(description="Highest event-log offset folded into live state.")
+    users: int
+    items: int
+
+
+def format_validation_error(exc: Exception, prefix: str = "") -> str:
+    """One line per problem, ``field.path: message``, from a pydantic ``ValidationError``.
+
+    >>> from pydantic import ValidationError
+    >>> try:
+    ...     EventIn(user_id="", item_id="i", type="view")
+    ... except ValidationError as e:
+    ...     print(format_validation_error(e, "events[0]"))
+    events[0].user_id: String should have at least 1 character
+    """
+    errors = getattr(exc, "errors", None)
+    if errors is None:
+        return str(exc)
+    parts = []
+    for err in errors():
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        where = ".".join(p for p in (prefix, loc) if p)
+        parts.append(f"{where}: {err.get('msg', 'invalid')}".lstrip(": "))
+    return "; ".join(parts)

@@ -1,0 +1,94 @@
+"""create_app(settings): the FastAPI service. The engine is built in the lifespan, never at import."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+import freshrec
+from freshrec.config import Settings
+from freshrec.engine import Engine, build_engine
+from freshrec.errors import FreshrecError
+from freshrec.schema import EventIn, ItemIn
+from freshrec.serving.metrics import ServiceMetrics
+from freshrec.serving.routes import events, health, items, models, users
+
+
+class EventBatch(BaseModel):
+    events: list[EventIn]
+
+
+class ItemBatch(BaseModel):
+    items: list[ItemIn]
+
+
+def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
+    """The HTTP service. Pass ``engine`` to share one already built (the app then does not close it).
+
+    Example
+    -------
+    >>> import tempfile
+    >>> from fastapi.testclient import TestClient
+    >>> from freshrec.config import load_settings
+    >>> app = create_app(load_settings(storage={"data_dir": tempfile.mkdtemp()}))
+    >>> with TestClient(app) as client:
+    ...     client.post("/v1/events", json={"user_id": "u", "item_id": "i", "type": "view"}).json()
+    {'accepted': 1, 'duplicates': 0, 'offsets': [1]}
+    """
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = engine is None
+        app.state.engine = engine if engine is not None else build_engine(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.engine.close()
+
+    app = FastAPI(
+        title="freshrec",
+        version=freshrec.__version__,
+        summary="Real-time recommendations from each user's latest events.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = ServiceMetrics()
+    for module in (events, users, items, models, health):
+        app.include_router(module.router)
+
+    @app.exception_handler(FreshrecError)
+    async def freshrec_error(request: Request, exc: FreshrecError) -> JSONResponse:
+        return JSONResponse(status_code=exc.status, content={"detail": str(exc)})
+
+    @app.middleware("http")
+    async def timing(request: Request, call_next):  # type: ignore[no-untyped-def]
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        app.state.metrics.requests.labels(getattr(route, "path", "unmatched"), str(response.status_code)).observe(
+            time.perf_counter() - started
+        )
+        return response
+
+    def openapi() -> dict:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+            # Bodies of POST /v1/events and PUT /v1/items are parsed by hand (for exact error messages),
+            # so their schemas are added to the components here.
+            _, defs = models_json_schema(
+                [(m, "validation") for m in (EventIn, EventBatch, ItemIn, ItemBatch)],
+                ref_template="#/components/schemas/{model}",
+            )
+            schema.setdefault("components", {}).setdefault("schemas", {}).update(defs.get("$defs", {}))
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

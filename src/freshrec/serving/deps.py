@@ -1,0 +1,58 @@
+"""Shared objects for routes, as annotated dependencies (tests swap them via ``dependency_overrides``)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from pydantic import TypeAdapter, ValidationError
+
+from freshrec.engine import Engine
+from freshrec.errors import InvalidInput, PayloadTooLarge
+from freshrec.schema import format_validation_error
+
+
+def get_engine(request: Request) -> Engine:
+    return request.app.state.engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+async def read_json(request: Request, max_bytes: int) -> Any:
+    """The request body as JSON, with a clear error for every way it can be wrong."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"request body of {declared} bytes exceeds {max_bytes} (events.max_body_bytes)")
+    body = await request.body()
+    if len(body) > max_bytes:
+        raise PayloadTooLarge(f"request body of {len(body)} bytes exceeds {max_bytes} (events.max_body_bytes)")
+    if not body:
+        raise InvalidInput("request body is empty; expected JSON")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"request body is not valid UTF-8 (byte {exc.start})") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+
+
+def parse_batch(payload: Any, key: str, adapter: TypeAdapter) -> list:
+    """Accept one object, a JSON array, or ``{key: [...]}``; validate every element with ``adapter``."""
+    if isinstance(payload, dict) and set(payload) == {key}:
+        payload, prefix = payload[key], key
+    elif isinstance(payload, dict):
+        payload, prefix = [payload], key
+    else:
+        prefix = key
+    if not isinstance(payload, list):
+        raise InvalidInput(f"{prefix}: expected a JSON object or an array of objects")
+    try:
+        return adapter.validate_python(payload)
+    except ValidationError as exc:
+        raise InvalidInput(format_validation_error(exc, prefix)) from exc

@@ -1,0 +1,24 @@
+"""Prometheus metrics of one app (own registry, so several apps in one process never collide)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Histogram(
+            "freshrec_request_seconds",
+            "Request latency by route and status.",
+            ["route", "status"],
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+        )
+        self.events = Counter("freshrec_events_total", "Events acknowledged.", ["outcome"], registry=self.registry)
+        self.recommendations = Counter(
+            "freshrec_recommendations_total", "Lists served, by source.", ["source"], registry=self.registry
+        )
+        self.model_swaps = Counter("freshrec_model_swaps_total", "Model versions swapped in.", registry=self.registry)
+        self.users = Gauge("freshrec_users", "Users with live state.", registry=self.registry)
+        self.last_offset = Gauge("freshrec_last_offset", "Highest event offset in live state.", registry=self.registry)

@@ -1,0 +1,34 @@
+"""Model routes: what is serving, and switching versions without a restart."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Body, Request
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+
+from freshrec.schema import ModelInfo
+from freshrec.serving.deps import EngineDep
+
+router = APIRouter(prefix="/v1/model", tags=["model"])
+
+
+class ReloadRequest(BaseModel):
+    version: str | None = Field(None, description="Version to load; default the registry's current one.")
+
+
+@router.get("", response_model=ModelInfo, summary="The serving model version and its metrics")
+def model_info(engine: EngineDep) -> ModelInfo:
+    return engine.model_info()
+
+
+@router.post(
+    "/reload",
+    response_model=ModelInfo,
+    summary="Switch model version",
+    description="Loads a version (default: current) and swaps it in atomically; requests in flight finish "
+    "on the old version, new ones use the new one.",
+)
+async def reload_model(request: Request, engine: EngineDep, body: ReloadRequest | None = Body(None)) -> ModelInfo:
+    await run_in_threadpool(engine.load_model, body.version if body else None)
+    request.app.state.metrics.model_swaps.inc()
+    return engine.model_info()

@@ -1,0 +1,47 @@
+"""User routes: recommendations from the live sequence, the state itself, and forgetting a user."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request
+
+from freshrec.schema import RecommendationList, UserStateOut
+from freshrec.serving.deps import EngineDep
+from freshrec.validation import check_id
+
+router = APIRouter(prefix="/v1/users", tags=["users"])
+
+
+@router.get(
+    "/{user_id}/recommendations",
+    response_model=RecommendationList,
+    summary="Recommend for a user",
+    description=(
+        "Scores the catalogue from the user's latest sequence, including the event acknowledged a moment ago. "
+        "Items the user already acted on are excluded unless `exclude_seen=false`; unavailable items never "
+        "appear. Unknown users, and users whose items the model does not know, get the trending list "
+        "(`source: trending`)."
+    ),
+)
+def recommendations(
+    user_id: str,
+    request: Request,
+    engine: EngineDep,
+    k: Annotated[int | None, Query(description="List length (1..serving.max_k; default serving.default_k).")] = None,
+    exclude_seen: Annotated[bool | None, Query(description="Hide items the user already acted on.")] = None,
+) -> RecommendationList:
+    check_id(user_id, "user_id", engine.settings.events.max_id_length)
+    result = engine.recommend(user_id, k, exclude_seen)
+    request.app.state.metrics.recommendations.labels(result.source).inc()
+    return result
+
+
+@router.get("/{user_id}", response_model=UserStateOut, summary="A user's live sequence")
+def user_state(user_id: str, engine: EngineDep) -> UserStateOut:
+    return engine.user_state(user_id)
+
+
+@router.delete("/{user_id}", summary="Forget a user (events and state)")
+def delete_user(user_id: str, engine: EngineDep) -> dict[str, int]:
+    return {"deleted_events": engine.delete_user(user_id)}

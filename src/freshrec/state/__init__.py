@@ -1,0 +1,1 @@
+"""Live per-user state backends and trending."""

@@ -1,0 +1,61 @@
+"""StateStore: every user's live sequence, updated by each event before the event is acknowledged.
+
+The in-memory backend is rebuilt from the event log on start; the log stays the source of truth.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from freshrec.schema import EventRecord
+from freshrec.storage_url import split_url
+
+
+@dataclass(frozen=True, slots=True)
+class UserSnapshot:
+    """A consistent copy of one user's state, safe to read while new events arrive.
+
+    ``items``/``types``/``ts``: [S] newest last (catalogue indices, type codes, unix seconds);
+    ``seen``: sorted catalogue indices of every item the user ever acted on.
+    """
+
+    items: np.ndarray
+    types: np.ndarray
+    ts: np.ndarray
+    seen: np.ndarray
+
+
+@runtime_checkable
+class StateStore(Protocol):
+    """Guarantees: after ``apply`` returns, ``get`` reflects those events; events are applied in the
+    order given (the event log's offset order); ``applied_offset`` is the highest offset applied."""
+
+    applied_offset: int
+
+    def get(self, user_id: str) -> UserSnapshot | None:
+        """The user's state, or ``None`` for a user with no events."""
+        ...
+
+    def apply(self, events: Sequence[EventRecord], item_idx: Sequence[int]) -> None:
+        """Fold events into user state; ``item_idx[i]`` is the catalogue index of ``events[i]``."""
+        ...
+
+    def delete(self, user_id: str) -> None: ...
+
+    def __len__(self) -> int:
+        """Users with state."""
+        ...
+
+
+def open_state_store(url: str, *, types, max_len: int, collapse_repeats: bool) -> StateStore:
+    """Open the state store a URL names. Schemes: ``memory://``."""
+    scheme, _ = split_url(url)
+    if scheme == "memory":
+        from freshrec.state.memory import MemoryStateStore
+
+        return MemoryStateStore(types, max_len=max_len, collapse_repeats=collapse_repeats)
+    raise ValueError(f"unknown state store URL scheme {scheme!r} in {url!r}; supported: memory")

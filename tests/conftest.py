@@ -1,0 +1,169 @@
+"""Shared fixtures: settings on a temp dir, a small generated shop, a trained model, a live server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from freshrec.config import Settings, load_settings
+from freshrec.datasets.synthetic import SyntheticShop, generate_shop
+from freshrec.engine import Engine, build_engine
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def make_settings(data_dir: Path, **sections: dict) -> Settings:
+    """Fast settings for tests: a small model and short training on CPU."""
+    base = {
+        "storage": {"data_dir": data_dir},
+        "model": {"dim": 32, "heads": 2, "layers": 1, "max_len": 50, "dropout": 0.2},
+        "train": {"epochs": 40, "patience": 4, "lr": 3e-3, "device": "cpu", "compile": "off", "batch_size": 64},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    return load_settings(**base)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    eng = build_engine(settings)
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="session")
+def shop() -> SyntheticShop:
+    return generate_shop(n_users=400, n_items=120, n_categories=8, sessions_per_user=(6, 14), seed=3)
+
+
+@dataclass
+class TrainedStore:
+    """A data directory holding the shop's events, its items and one trained model version."""
+
+    data_dir: Path
+    shop: SyntheticShop
+    metrics: dict
+    version: str
+
+    def copy_to(self, dest: Path) -> Path:
+        shutil.copytree(self.data_dir, dest)
+        return dest
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory: pytest.TempPathFactory, shop: SyntheticShop) -> TrainedStore:
+    from freshrec.model.pipeline import train_and_publish
+
+    data_dir = tmp_path_factory.mktemp("trained") / "data"
+    eng = build_engine(make_settings(data_dir))
+    try:
+        eng.upsert_items(shop.items)
+        for i in range(0, len(shop.events), 1000):
+            eng.ingest(shop.events[i : i + 1000])
+        report = train_and_publish(eng, progress=False)
+    finally:
+        eng.close()
+    return TrainedStore(data_dir, shop, report.metrics, report.version)
+
+
+@pytest.fixture
+def trained_engine(trained: TrainedStore, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a private copy of the trained store (tests may write to it)."""
+    eng = build_engine(make_settings(trained.copy_to(tmp_path / "data")))
+    yield eng
+    eng.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class ServerProcess:
+    """``freshrec serve`` as a real child process on 127.0.0.1 (started and always stopped by tests)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 60.0) -> ServerProcess:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "freshrec.cli",
+                "--data-dir",
+                str(self.data_dir),
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {out}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("server did not become healthy")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown handler runs."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=15)
+        if self.proc is not None and self.proc.stdout:
+            self.proc.stdout.close()
+
+
+@pytest.fixture
+def server_factory() -> Iterator:
+    started: list[ServerProcess] = []
+
+    def start(data_dir: Path) -> ServerProcess:
+        server = ServerProcess(data_dir)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()

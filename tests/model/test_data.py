@@ -1,0 +1,39 @@
+import numpy as np
+
+from freshrec.model.data import SequenceData, TrainingBatches, leave_one_out, pad_histories
+
+
+def seqs(*lists: list[int]) -> SequenceData:
+    items = [np.array(x, dtype=np.int64) for x in lists]
+    return SequenceData([f"u{i}" for i in range(len(items))], items, [np.ones_like(x) for x in items], num_items=9)
+
+
+def test_leave_one_out_protocol() -> None:
+    split = leave_one_out(seqs([1, 2, 3, 4, 5], [6, 7]))
+    assert [s.tolist() for s in split.train_items] == [[1, 2, 3], [6, 7]]  # short users train only
+    assert split.valid.items[0].tolist() == [1, 2, 3] and split.valid.targets.tolist() == [4]
+    assert split.test is not None
+    assert split.test.items[0].tolist() == [1, 2, 3, 4] and split.test.targets.tolist() == [5]
+    assert split.valid.users == ["u0"]
+
+
+def test_valid_holdout_trains_on_all_but_last() -> None:
+    split = leave_one_out(seqs([1, 2, 3, 4, 5]), holdout="valid")
+    assert split.train_items[0].tolist() == [1, 2, 3, 4]
+    assert split.valid.targets.tolist() == [5] and split.test is None
+
+
+def test_training_batches_shift_targets_and_trim_padding() -> None:
+    data = seqs([1, 2, 3, 4, 5], [6, 7], [8])
+    tb = TrainingBatches(data.items, data.types, max_len=3, batch_size=8)
+    assert tb.positions == 3 + 1  # the one-item sequence cannot train
+    [batch] = list(tb.epoch(np.random.default_rng(0)))
+    rows = {tuple(r) for r in batch.items.tolist()}
+    assert rows == {(2, 3, 4), (6, 0, 0)}  # newest 3 inputs, right-padded, trimmed to width 3
+    pairs = {tuple(x): tuple(y) for x, y in zip(batch.items.tolist(), batch.targets.tolist(), strict=True)}
+    assert pairs[(2, 3, 4)] == (3, 4, 5) and pairs[(6, 0, 0)] == (7, 0, 0)
+
+
+def test_pad_histories_keeps_newest() -> None:
+    x, _t, lengths = pad_histories([np.array([1, 2, 3, 4]), np.array([5])], [np.ones(4, int), np.ones(1, int)], 3)
+    assert x.tolist() == [[2, 3, 4], [5, 0, 0]] and lengths.tolist() == [3, 1]

@@ -1,0 +1,56 @@
+import torch
+
+from freshrec.model.sasrec import SASRec, SASRecConfig
+
+
+def make(num_items: int = 30, **kw) -> SASRec:
+    torch.manual_seed(0)
+    return SASRec(SASRecConfig(num_items=num_items, dim=16, heads=2, layers=2, max_len=10, dropout=0.0, **kw)).eval()
+
+
+def test_causal_no_position_sees_the_future() -> None:
+    model = make()
+    a = torch.tensor([[1, 2, 3, 4, 5]])
+    b = torch.tensor([[1, 2, 3, 9, 8]])
+    ha, hb = model(a), model(b)
+    assert torch.allclose(ha[:, :3], hb[:, :3], atol=1e-6)
+    assert not torch.allclose(ha[:, 3], hb[:, 3])
+
+
+def test_right_padding_does_not_change_real_positions() -> None:
+    model = make()
+    short = model.encode(torch.tensor([[4, 7, 2]]), torch.tensor([3]))
+    padded = model.encode(torch.tensor([[4, 7, 2, 0, 0, 0]]), torch.tensor([3]))
+    batch = model.encode(torch.tensor([[4, 7, 2, 0], [1, 2, 3, 4]]), torch.tensor([3, 4]))
+    assert torch.allclose(short, padded, atol=1e-6)
+    assert torch.allclose(short[0], batch[0], atol=1e-5)
+
+
+def test_event_types_change_the_encoding() -> None:
+    model = make(num_types=3)
+    items = torch.tensor([[4, 7, 2]])
+    views = model.encode(items, torch.tensor([3]), torch.tensor([[1, 1, 1]]))
+    bought = model.encode(items, torch.tensor([3]), torch.tensor([[1, 1, 3]]))
+    assert not torch.allclose(views, bought)
+
+
+def test_grow_items_keeps_existing_rows() -> None:
+    model = make(num_items=5)
+    before = model.item_emb.weight.detach().clone()
+    new = torch.randn(3, 16)
+    model.grow_items(new)
+    assert model.num_items == 8 and model.config.num_items == 8
+    assert torch.equal(model.item_emb.weight[:6], before)
+    assert torch.equal(model.item_emb.weight[6:], new)
+    assert model.item_vectors().shape == (8, 16)
+
+
+def test_padding_row_is_zero_and_too_long_input_fails() -> None:
+    model = make()
+    assert torch.count_nonzero(model.item_emb.weight[0]) == 0
+    try:
+        model(torch.ones(1, 11, dtype=torch.long))
+    except ValueError as exc:
+        assert "max_len" in str(exc)
+    else:
+        raise AssertionError("expected ValueError")

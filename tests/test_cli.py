@@ -1,0 +1,74 @@
+"""The command line, driven through typer's runner on real files and a real data directory."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from freshrec.cli import app
+
+runner = CliRunner()
+COMMANDS = [
+    [],
+    ["import"],
+    ["train"],
+    ["evaluate"],
+    ["serve"],
+    ["demo"],
+    ["generate"],
+    ["model"],
+    ["model", "list"],
+    ["model", "show"],
+]
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "root")
+def test_every_command_has_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_generate_import_train_evaluate_model(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    out = tmp_path / "shop"
+    r = runner.invoke(app, ["generate", str(out), "--users", "120", "--items", "40", "--seed", "2"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, [*data, "import", str(out / "items.jsonl"), "--kind", "items"])
+    assert r.exit_code == 0 and "imported 40 items" in r.output, r.output
+    r = runner.invoke(app, [*data, "import", str(out / "events.jsonl")])
+    assert r.exit_code == 0 and "events" in r.output, r.output
+    r = runner.invoke(
+        app, [*data, "train", "--epochs", "2", "--dim", "16", "--heads", "1", "--layers", "1", "--device", "cpu"]
+    )
+    assert r.exit_code == 0 and "published v00001" in r.output, r.output
+    assert "NDCG@10" in r.output and "popularity" in r.output
+    r = runner.invoke(app, [*data, "evaluate", "--json", str(tmp_path / "m.json")])
+    assert r.exit_code == 0, r.output
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    assert metrics["protocol"] == "offline leave-one-out, full ranking" and metrics["version"] == "v00001"
+    assert set(metrics["model"]) >= {"hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20"}
+    r = runner.invoke(app, [*data, "model", "list"])
+    assert r.exit_code == 0 and "v00001" in r.output
+    r = runner.invoke(app, [*data, "model", "show"])
+    assert r.exit_code == 0 and '"num_items": 40' in r.output
+
+
+def test_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
+    data = ["--data-dir", str(tmp_path / "data")]
+    bad = tmp_path / "u.data"
+    bad.write_text("1\t2\t3\n")
+    r = runner.invoke(app, [*data, "import", str(bad)])
+    assert r.exit_code == 2 and "u.data:1: expected 4 fields" in r.output
+    r = runner.invoke(app, [*data, "import", str(tmp_path / "missing.csv")])
+    assert r.exit_code == 2 and "no such file" in r.output
+    r = runner.invoke(app, [*data, "import", str(bad), "--map", "nonsense"])
+    assert r.exit_code == 2 and "FIELD=COLUMN" in r.output
+    r = runner.invoke(app, [*data, "train"])
+    assert r.exit_code == 2 and "event log is empty" in r.output
+    r = runner.invoke(app, [*data, "model", "show"])
+    assert r.exit_code == 2 and "no model published" in r.output
+    r = runner.invoke(app, [*data, "evaluate"])
+    assert r.exit_code == 2 and "freshrec train" in r.output

@@ -1,0 +1,66 @@
+"""The hot path: live sequence -> model -> filters -> reasons; trending fallback."""
+
+from freshrec.engine import Engine
+from freshrec.schema import EventIn, ItemIn
+from tests.conftest import TrainedStore
+
+
+def test_an_event_changes_the_next_list(trained_engine: Engine, trained: TrainedStore) -> None:
+    user = trained.shop.events[-1].user_id
+    before = trained_engine.recommend(user, 10)
+    assert before.source == "model" and len(before.items) == 10
+    target = before.items[0].item_id
+    trained_engine.ingest([EventIn(user_id=user, item_id=target, type="view")])
+    after = trained_engine.recommend(user, 10)
+    assert target not in [i.item_id for i in after.items]  # seen items are excluded
+    state = trained_engine.user_state(user)
+    assert state.sequence[-1].item_id == target  # and the model read a sequence ending with it
+    assert after.items != before.items
+
+
+def test_exclude_seen_false_and_unavailable_items(trained_engine: Engine, trained: TrainedStore) -> None:
+    user = trained.shop.events[-1].user_id
+    seen = {e.item_id for e in trained.shop.events if e.user_id == user}
+    everything = trained_engine.recommend(user, 100, exclude_seen=False)
+    assert seen & {i.item_id for i in everything.items}
+    filtered = trained_engine.recommend(user, 100)
+    assert not seen & {i.item_id for i in filtered.items}
+    hidden = filtered.items[0].item_id
+    trained_engine.upsert_items([ItemIn(item_id=hidden, available=False)])
+    assert hidden not in [i.item_id for i in trained_engine.recommend(user, 100).items]
+    assert hidden not in [i.item_id for i in trained_engine.recommend("stranger", 100).items]
+    assert hidden not in [i.item_id for i in trained_engine.similar(filtered.items[1].item_id, 100).items]
+
+
+def test_unknown_user_gets_trending_then_personal_after_one_event(trained_engine: Engine) -> None:
+    first = trained_engine.recommend("brand-new", 5)
+    assert first.source == "trending" and all(i.reason == "trending" for i in first.items)
+    assert [i.score for i in first.items] == sorted((i.score for i in first.items), reverse=True)
+    trained_engine.ingest([EventIn(user_id="brand-new", item_id=first.items[0].item_id, type="click")])
+    second = trained_engine.recommend("brand-new", 5)
+    assert second.source == "model" and second.sequence_length == 1
+    assert all(i.reason.startswith("because you clicked") for i in second.items)
+
+
+def test_user_with_only_unknown_items_falls_back_to_trending(trained_engine: Engine) -> None:
+    trained_engine.ingest([EventIn(user_id="u-new-item", item_id="never-trained-on", type="view")])
+    result = trained_engine.recommend("u-new-item", 5)
+    assert result.source == "trending"
+    assert "never-trained-on" not in [i.item_id for i in result.items]
+
+
+def test_reasons_name_a_recent_item(trained_engine: Engine, trained: TrainedStore) -> None:
+    user = trained.shop.events[-1].user_id
+    titles = {it.item_id: it.title for it in trained.shop.items}
+    recent = {titles[e.item_id] for e in trained.shop.events if e.user_id == user}
+    for item in trained_engine.recommend(user, 5).items:
+        assert any(f"'{t}'" in item.reason for t in recent), item.reason
+        assert item.title == titles[item.item_id]
+
+
+def test_similar_items(trained_engine: Engine, trained: TrainedStore) -> None:
+    item = trained.shop.items[0].item_id
+    sim = trained_engine.similar(item, 5)
+    assert len(sim.items) == 5 and item not in [i.item_id for i in sim.items]
+    assert [i.score for i in sim.items] == sorted((i.score for i in sim.items), reverse=True)
+    assert all(-1.0001 <= i.score <= 1.0001 for i in sim.items)
