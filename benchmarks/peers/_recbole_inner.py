@@ -80,6 +80,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     dataset = create_dataset(config)
     logger.info(dataset)
+    interactions = len(dataset.inter_feat)  # build() below replaces inter_feat by prefix examples
     train_data, valid_data, test_data = data_preparation(config, dataset)
     data_seconds = time.perf_counter() - start
 
@@ -129,7 +130,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         "dataset_stats": {
             "users": dataset.user_num - 1,  # RecBole counts the [PAD] token
             "items": dataset.item_num - 1,
-            "interactions": len(dataset.inter_feat),
+            "interactions": interactions,
+            "prefix_examples": len(dataset.inter_feat),
             "train_sequences": len(train_data._dataset),
             "valid_sequences": len(valid_data._dataset),
             "test_sequences": len(test_data._dataset),
@@ -145,7 +147,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         "epoch_seconds": epoch_seconds,
         "valid_seconds": valid_seconds,
         "epochs_run": len(epoch_seconds),
-        "seconds_per_epoch": train_seconds / len(epoch_seconds) if epoch_seconds else None,
+        "seconds_per_epoch": train_seconds / len(epoch_seconds),
         # RecBole numbers epochs from 0; the checkpoint reloaded for the test is the last one saved.
         "best_epoch": saved_epochs[-1] + 1 if saved_epochs else None,
         "best_valid_score": _plain(best_valid_score),

@@ -109,7 +109,7 @@ class TrainSettings(BaseModel):
     """How models are trained."""
 
     epochs: int = Field(200, ge=1, description="Upper bound on epochs; early stopping usually ends sooner.")
-    patience: int = Field(5, ge=1, description="Epochs without a validation NDCG@10 gain before stopping.")
+    patience: int = Field(10, ge=1, description="Epochs without a validation NDCG@10 gain before stopping.")
     batch_size: int = Field(128, ge=1, description="Sequences per training batch.")
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (matrices and embeddings only).")
@@ -123,6 +123,9 @@ class TrainSettings(BaseModel):
     )
     compile_min_positions: int = Field(
         200_000, ge=0, description="With compile='auto', compile when an epoch has this many positions."
+    )
+    windows: bool = Field(
+        True, description="Cut sequences longer than max_len into windows so every interaction is a target."
     )
     max_seconds: float | None = Field(None, gt=0, description="Stop training after this many seconds.")
     eval_batch_size: int = Field(512, ge=1, description="Users scored per batch during evaluation.")

@@ -124,6 +124,13 @@ class Recommender:
                 return self._from_model(user_id, serving, snap, rows[usable], snap.types[usable], k, exclude_seen)
         return self._trending(user_id, snap, k, exclude_seen, serving)
 
+    def trending_list(self, user_id: str, k: int | None = None, exclude_seen: bool | None = None) -> RecommendationList:
+        """The trending list for a user (their seen items excluded), whatever the model could do."""
+        k = self.settings.default_k if k is None else k
+        self.check_k(k)
+        exclude_seen = self.settings.exclude_seen if exclude_seen is None else exclude_seen
+        return self._trending(user_id, self.state.get(user_id), k, exclude_seen, self.serving)
+
     def _from_model(
         self,
         user_id: str,

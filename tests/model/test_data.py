@@ -25,7 +25,7 @@ def test_valid_holdout_trains_on_all_but_last() -> None:
 
 def test_training_batches_shift_targets_and_trim_padding() -> None:
     data = seqs([1, 2, 3, 4, 5], [6, 7], [8])
-    tb = TrainingBatches(data.items, data.types, max_len=3, batch_size=8)
+    tb = TrainingBatches(data.items, data.types, max_len=3, batch_size=8, windows=False)
     assert tb.positions == 3 + 1  # the one-item sequence cannot train
     [batch] = list(tb.epoch(np.random.default_rng(0)))
     rows = {tuple(r) for r in batch.items.tolist()}
@@ -37,3 +37,16 @@ def test_training_batches_shift_targets_and_trim_padding() -> None:
 def test_pad_histories_keeps_newest() -> None:
     x, _t, lengths = pad_histories([np.array([1, 2, 3, 4]), np.array([5])], [np.ones(4, int), np.ones(1, int)], 3)
     assert x.tolist() == [[2, 3, 4], [5, 0, 0]] and lengths.tolist() == [3, 1]
+
+
+def test_windows_make_every_interaction_a_target_once() -> None:
+    data = seqs(list(range(1, 10)))  # 9 entries -> 8 targets
+    windowed = TrainingBatches(data.items, data.types, max_len=3, batch_size=8, windows=True)
+    assert sorted(windowed.lengths.tolist()) == [2, 3, 3]
+    targets = sorted(int(t) for t in windowed.targets.ravel() if t)
+    assert targets == list(range(2, 10))
+    for x, y in zip(windowed.inputs, windowed.targets, strict=True):
+        real = y > 0
+        assert (y[real] == x[real] + 1).all()  # each target follows its own input
+    newest_only = TrainingBatches(data.items, data.types, max_len=3, batch_size=8, windows=False)
+    assert newest_only.lengths.tolist() == [3] and newest_only.targets[0].tolist() == [7, 8, 9]

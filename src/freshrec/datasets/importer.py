@@ -11,7 +11,7 @@ import hashlib
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tqdm.auto import tqdm
 
@@ -43,6 +43,33 @@ def content_event_id(e: EventIn, ts: float) -> str:
     return "imp-" + hashlib.blake2b(key.encode(), digest_size=12).hexdigest()
 
 
+def read_rows(
+    path: Path,
+    *,
+    kind: Kind | None = None,
+    fmt: str | None = None,
+    mapping: dict[str, str] | None = None,
+    default_type: str = "rating",
+    progress: bool = True,
+) -> tuple[Format, list[Any]]:
+    """Read and validate every row of a file: ``(format, [EventIn | ItemIn, ...])``."""
+    if fmt is not None:
+        if fmt not in FORMATS:
+            raise InvalidInput(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
+        chosen: Format = FORMATS[fmt]
+        if kind is not None and chosen.kind != kind:
+            raise InvalidInput(f"format {fmt!r} holds {chosen.kind}, not {kind}")
+    else:
+        chosen = detect_format(path, kind)
+    reader = chosen.read(path, mapping=mapping, default_type=default_type)
+    rows = [
+        row for _, row in tqdm(reader, desc=f"reading {path.name} ({chosen.name})", unit="rows", disable=not progress)
+    ]
+    if not rows:
+        raise InvalidInput(f"{path}: no rows found")
+    return chosen, rows
+
+
 def import_file(
     engine: Engine,
     path: Path,
@@ -55,20 +82,7 @@ def import_file(
 ) -> ImportReport:
     """Read, validate and store a file; see the module docstring for the guarantees."""
     started = time.perf_counter()
-    if fmt is not None:
-        if fmt not in FORMATS:
-            raise InvalidInput(f"unknown format {fmt!r}; known: {', '.join(FORMATS)}")
-        chosen: Format = FORMATS[fmt]
-        if kind is not None and chosen.kind != kind:
-            raise InvalidInput(f"format {fmt!r} holds {chosen.kind}, not {kind}")
-    else:
-        chosen = detect_format(path, kind)
-    rows = []
-    reader = chosen.read(path, mapping=mapping, default_type=default_type)
-    for _, row in tqdm(reader, desc=f"reading {path.name} ({chosen.name})", unit="rows", disable=not progress):
-        rows.append(row)
-    if not rows:
-        raise InvalidInput(f"{path}: no rows found")
+    chosen, rows = read_rows(path, kind=kind, fmt=fmt, mapping=mapping, default_type=default_type, progress=progress)
     if chosen.kind == "items":
         stored = _store_items(engine, rows, progress)
         duplicates = 0

@@ -180,23 +180,40 @@ class Batch:
 class TrainingBatches:
     """Next-item batches from training sequences, bucketed by length so padding costs almost nothing.
 
-    Every sequence of S >= 2 entries yields inputs s[:-1] and targets s[1:] (its newest ``max_len``).
-    Each epoch sorts sequences by length with random tie-breaking, cuts batches, and shuffles the batch
-    order; each batch is trimmed to its longest sequence.
+    A sequence s of S >= 2 entries yields inputs s[:-1] and targets s[1:]. When it is longer than
+    ``max_len + 1``, ``windows=True`` cuts it into consecutive windows of ``max_len`` targets (newest
+    first), so every interaction is a training target once; ``windows=False`` keeps only the newest
+    window, as the original SASRec does. Each epoch sorts windows by length with random tie-breaking,
+    cuts batches, shuffles the batch order, and trims each batch to its longest window.
     """
 
-    def __init__(self, items: Sequence[np.ndarray], types: Sequence[np.ndarray], max_len: int, batch_size: int) -> None:
-        keep = [i for i, s in enumerate(items) if len(s) >= 2]
-        self.lengths = np.array([min(len(items[i]) - 1, max_len) for i in keep], dtype=np.int64)
-        n = len(keep)
+    def __init__(
+        self,
+        items: Sequence[np.ndarray],
+        types: Sequence[np.ndarray],
+        max_len: int,
+        batch_size: int,
+        windows: bool = True,
+    ) -> None:
+        spans: list[tuple[int, int, int]] = []  # (sequence, first target index, end target index)
+        for i, s in enumerate(items):
+            end = len(s)
+            while end > 1:
+                start = max(1, end - max_len)
+                spans.append((i, start, end))
+                if not windows:
+                    break
+                end = start
+        n = len(spans)
+        self.lengths = np.array([end - start for _, start, end in spans], dtype=np.int64)
         self.inputs = np.zeros((n, max_len), dtype=np.int64)
         self.input_types = np.zeros((n, max_len), dtype=np.int64)
         self.targets = np.zeros((n, max_len), dtype=np.int64)
-        for row, i in enumerate(keep):
-            s, t, ln = items[i], types[i], self.lengths[row]
-            self.inputs[row, :ln] = s[-ln - 1 : -1]
-            self.input_types[row, :ln] = t[-ln - 1 : -1]
-            self.targets[row, :ln] = s[-ln:]
+        for row, (i, start, end) in enumerate(spans):
+            s, t, ln = items[i], types[i], end - start
+            self.inputs[row, :ln] = s[start - 1 : end - 1]
+            self.input_types[row, :ln] = t[start - 1 : end - 1]
+            self.targets[row, :ln] = s[start:end]
         self.batch_size = batch_size
 
     def __len__(self) -> int:

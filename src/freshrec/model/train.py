@@ -154,35 +154,46 @@ class Trainer:
         scorer = model_scorer(self.model, self.device, self.amp)
         return evaluate_scorer(scorer, data, ks=(10, 20), batch_size=self.settings.eval_batch_size)
 
+    def prepare(self, train_items: list[np.ndarray], train_types: list[np.ndarray]) -> TrainingBatches:
+        """Batches for these sequences; also decides whether to compile (it depends on the data size)."""
+        batches = TrainingBatches(
+            train_items, train_types, self.model.config.max_len, self.settings.batch_size, self.settings.windows
+        )
+        if not len(batches):
+            raise ValueError("no training sequences with at least two entries")
+        self._maybe_compile(batches.positions)
+        return batches
+
+    def run_epoch(self, batches: TrainingBatches, rng: np.random.Generator, desc: str = "epoch") -> float:
+        """One pass over the batches; returns the mean loss."""
+        losses = [
+            self.step(batch)
+            for batch in tqdm(
+                batches.epoch(rng), total=len(batches), desc=desc, leave=False, disable=not self.progress, unit="batch"
+            )
+        ]
+        return float(np.mean(losses))
+
+    def step(self, batch: Batch) -> float:
+        """One optimisation step (see :func:`train_step`)."""
+        return train_step(self.model, self.optimizer, batch, self.loss, self.device, self.amp, self._step_fn)
+
     def fit(self, train_items: list[np.ndarray], train_types: list[np.ndarray], valid: EvalSet) -> FitResult:
         s = self.settings
         torch.manual_seed(s.seed)
         rng = np.random.default_rng(s.seed)
-        batches = TrainingBatches(train_items, train_types, self.model.config.max_len, s.batch_size)
-        if not len(batches):
-            raise ValueError("no training sequences with at least two entries")
-        self._maybe_compile(batches.positions)
+        batches = self.prepare(train_items, train_types)
         best, best_epoch, best_state, history = -math.inf, 0, None, []
         started, train_seconds, stopped, since_best = time.perf_counter(), 0.0, "max_epochs", 0
         bar = tqdm(range(1, s.epochs + 1), desc="training", unit="epoch", disable=not self.progress)
         for epoch in bar:
             t0 = time.perf_counter()
-            losses = [
-                self._step(batch)
-                for batch in tqdm(
-                    batches.epoch(rng),
-                    total=len(batches),
-                    desc=f"epoch {epoch}",
-                    leave=False,
-                    disable=not self.progress,
-                    unit="batch",
-                )
-            ]
+            loss = self.run_epoch(batches, rng, desc=f"epoch {epoch}")
             epoch_seconds = time.perf_counter() - t0
             train_seconds += epoch_seconds
-            metrics = self.evaluate(valid) if len(valid) else {"ndcg@10": -float(np.mean(losses))}
-            history.append(EpochLog(epoch, float(np.mean(losses)), epoch_seconds, metrics))
-            bar.set_postfix(loss=f"{np.mean(losses):.3f}", val_ndcg10=f"{metrics['ndcg@10']:.4f}")
+            metrics = self.evaluate(valid) if len(valid) else {"ndcg@10": -loss}
+            history.append(EpochLog(epoch, loss, epoch_seconds, metrics))
+            bar.set_postfix(loss=f"{loss:.3f}", val_ndcg10=f"{metrics['ndcg@10']:.4f}")
             if metrics["ndcg@10"] > best:
                 best, best_epoch, since_best = metrics["ndcg@10"], epoch, 0
                 best_state = copy.deepcopy(self.model.state_dict())
@@ -210,6 +221,3 @@ class Trainer:
             precision="fp32" if self.amp is None else str(self.amp).removeprefix("torch."),
             compiled=self.compiled,
         )
-
-    def _step(self, batch: Batch) -> float:
-        return train_step(self.model, self.optimizer, batch, self.loss, self.device, self.amp, self._step_fn)

@@ -46,6 +46,10 @@ class StateStore(Protocol):
 
     def delete(self, user_id: str) -> None: ...
 
+    def user_ids(self) -> list[str]:
+        """Every user with state."""
+        ...
+
     def __len__(self) -> int:
         """Users with state."""
         ...

@@ -59,6 +59,10 @@ class MemoryStateStore:
                 if e.offset > self.applied_offset:
                     self.applied_offset = e.offset
 
+    def user_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._users)
+
     def delete(self, user_id: str) -> None:
         with self._lock:
             self._users.pop(user_id, None)
