@@ -93,7 +93,7 @@ class ModelSettings(BaseModel):
     dim: int = Field(64, ge=8, description="Embedding and hidden size D.")
     heads: int = Field(2, ge=1, description="Attention heads per block (must divide dim).")
     layers: int = Field(2, ge=1, description="Transformer blocks.")
-    dropout: float = Field(0.2, ge=0.0, lt=1.0, description="Dropout on embeddings, attention output and feed-forward.")
+    dropout: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout on embeddings, attention output and feed-forward.")
     max_len: int = Field(200, ge=2, description="Longest sequence the model reads.")
     ffn_mult: int = Field(4, ge=1, description="Feed-forward width as a multiple of dim.")
     use_event_types: bool = Field(True, description="Add an event-type embedding to each position.")
@@ -111,7 +111,7 @@ class TrainSettings(BaseModel):
     epochs: int = Field(200, ge=1, description="Upper bound on epochs; early stopping usually ends sooner.")
     patience: int = Field(10, ge=1, description="Epochs without a validation NDCG@10 gain before stopping.")
     batch_size: int = Field(128, ge=1, description="Sequences per training batch.")
-    lr: float = Field(1e-3, gt=0, description="AdamW learning rate.")
+    lr: float = Field(3e-3, gt=0, description="AdamW learning rate.")
     weight_decay: float = Field(0.1, ge=0, description="AdamW weight decay (matrices and embeddings only).")
     seed: int = Field(42, description="Seed for initialisation, batch order and dropout.")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu', 'cuda' or 'cuda:N'.")
@@ -140,6 +140,21 @@ class ServingSettings(BaseModel):
     max_k: int = Field(500, ge=1, description="Largest k a request may ask for.")
     exclude_seen: bool = Field(True, description="Default for the exclude_seen query parameter.")
     explain_window: int = Field(10, ge=1, description="Recent items searched for a recommendation's reason.")
+    index: Literal["auto", "exact", "faiss-flat", "faiss-hnsw"] = Field(
+        "auto", description="Top-k retrieval: exact matrix product, faiss flat, or faiss HNSW (approximate)."
+    )
+    index_auto_threshold: int = Field(
+        200_000, ge=1, description="With index='auto', catalogues larger than this use faiss HNSW."
+    )
+    micro_batch: int = Field(
+        64, ge=1, description="Most concurrent requests scored in one forward pass (1 turns batching off)."
+    )
+    user_cache_size: int = Field(
+        100_000, ge=0, description="Users whose encoded sequence is cached until their next event (0: off)."
+    )
+    trending_refresh_s: float = Field(
+        1.0, ge=0, description="Seconds the trending ranking is reused before it is recomputed."
+    )
     torch_threads: int | None = Field(None, ge=1, description="Intra-op threads for inference (None: torch).")
 
 

@@ -18,7 +18,7 @@ from freshrec.config import Settings
 from freshrec.errors import NotFound
 from freshrec.events.base import EventLog, open_event_log
 from freshrec.model.registry import ModelNotFoundError, ModelRegistry
-from freshrec.recommend import Recommender, ServingModel
+from freshrec.recommend import Recommender
 from freshrec.schema import (
     AppendResult,
     EventAck,
@@ -35,6 +35,7 @@ from freshrec.schema import (
     UserStateOut,
 )
 from freshrec.sequence import EventTypes
+from freshrec.serving_model import ServingModel
 from freshrec.state.base import StateStore, open_state_store
 from freshrec.state.trending import Trending
 from freshrec.validation import check_events, check_items
@@ -154,6 +155,7 @@ class Engine:
         with self._ingest_lock:
             removed = self.event_log.delete_user(user_id)
             self.state.delete(user_id)
+            self.recommender.forget(user_id)
         if not removed:
             raise NotFound(f"unknown user {user_id!r}")
         return removed
@@ -192,7 +194,10 @@ class Engine:
             loaded = self.registry.load(version)
         except ModelNotFoundError as exc:
             raise NotFound(str(exc)) from exc
-        self.recommender.swap(ServingModel(loaded, self.catalog, self.types))
+        serving = self.settings.serving
+        self.recommender.swap(
+            ServingModel(loaded, self.catalog, self.types, serving.index, serving.index_auto_threshold)
+        )
         log.info("serving model %s", loaded.version)
         return loaded.version
 
@@ -213,6 +218,11 @@ class Engine:
     def recommend(self, user_id: str, k: int | None = None, exclude_seen: bool | None = None) -> RecommendationList:
         return self.recommender.recommend(user_id, k, exclude_seen)
 
+    async def recommend_async(
+        self, user_id: str, k: int | None = None, exclude_seen: bool | None = None
+    ) -> RecommendationList:
+        return await self.recommender.recommend_async(user_id, k, exclude_seen)
+
     def similar(self, item_id: str, k: int | None = None) -> SimilarItems:
         return self.recommender.similar(item_id, k)
 
@@ -227,6 +237,7 @@ class Engine:
         )
 
     def close(self) -> None:
+        self.recommender.close()
         self.event_log.close()
         self.catalog.close()
 

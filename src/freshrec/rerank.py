@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 _VERBS = {
     "view": "viewed",
@@ -24,22 +23,22 @@ def explain_by_sequence(
     seq_rows: np.ndarray,
     seq_type_names: list[str],
     seq_labels: list[str],
-    unit_vectors: torch.Tensor,
+    unit_vectors: np.ndarray,
 ) -> list[str]:
     """For each recommended row, the recent sequence entry whose item embedding is closest to it.
 
     ``rec_rows``: [K] model rows; ``seq_rows``: [S] the newest entries of the user's sequence (rows);
     ``unit_vectors``: [N + 1, D] L2-normalised item embeddings. Cost: K x S dot products.
 
-    >>> import torch, numpy as np
-    >>> v = torch.nn.functional.normalize(torch.tensor([[0., 1.], [1., 0.], [0.9, 0.1], [0., 1.]]), dim=1)
+    >>> v = np.array([[0., 1.], [1., 0.], [0.9, 0.1], [0., 1.]])
+    >>> v = v / np.linalg.norm(v, axis=1, keepdims=True)
     >>> explain_by_sequence(np.array([2]), np.array([1, 3]), ["view", "purchase"], ["'Tent'", "'Stove'"], v)
     ["because you viewed 'Tent' (similarity 0.99)"]
     """
     if len(rec_rows) == 0:
         return []
-    sims = unit_vectors[torch.from_numpy(rec_rows)] @ unit_vectors[torch.from_numpy(seq_rows)].T  # [K, S]
-    best = sims.argmax(dim=1).tolist()
+    sims = unit_vectors[rec_rows] @ unit_vectors[seq_rows].T  # [K, S]
+    best = sims.argmax(axis=1).tolist()
     out = []
     for k, j in enumerate(best):
         verb = _VERBS.get(seq_type_names[j], f"did '{seq_type_names[j]}' on")

@@ -67,7 +67,7 @@ class UserSequence:
     ([2, 5, 7], [2, 5, 7])
     """
 
-    __slots__ = ("collapse_repeats", "items", "max_len", "seen", "ts", "types")
+    __slots__ = ("collapse_repeats", "items", "max_len", "seen", "ts", "types", "version")
 
     def __init__(self, max_len: int | None = None, collapse_repeats: bool = True) -> None:
         self.max_len = max_len
@@ -78,12 +78,14 @@ class UserSequence:
         self.types = array("b")
         self.ts = array("d")
         self.seen = array("i")  # sorted, unique
+        self.version = 0  # bumped by every event, so derived values (the encoded user) can be cached
 
     def __len__(self) -> int:
         return len(self.items)
 
     def add(self, item_idx: int, type_code: int, ts: float, negative: bool = False) -> None:
         """Record one event; see the module docstring for the rules."""
+        self.version += 1
         pos = bisect_right(self.seen, item_idx)
         if pos == 0 or self.seen[pos - 1] != item_idx:
             self.seen.insert(pos, item_idx)

@@ -20,3 +20,21 @@ def test_k_larger_than_catalogue_marks_excluded_with_minus_inf() -> None:
     ids, scores = index.topk(torch.tensor([[0.0, 1.0, 0.0]]), k=10, exclude=[np.array([2])])
     finite = ids[0][np.isfinite(scores[0])].tolist()
     assert finite == [1] and ids.shape == (1, 3)
+
+
+def test_faiss_matches_exact_on_a_small_catalogue() -> None:
+    from freshrec.index.base import build_index
+
+    torch.manual_seed(0)
+    vectors = torch.randn(300, 16)
+    queries = torch.randn(5, 16)
+    allowed = torch.ones(300, dtype=torch.bool)
+    allowed[10:40] = False
+    exclude = [np.array([1, 2, 3]), np.array([]), np.array([50]), np.array([]), np.array([7])]
+    exact_ids, exact_scores = build_index(vectors, "exact").topk(queries, 10, exclude, allowed)
+    for kind in ("faiss-flat", "faiss-hnsw"):
+        ids, scores = build_index(vectors, kind).topk(queries, 10, exclude, allowed)
+        assert ids.tolist() == exact_ids.tolist(), kind
+        assert np.allclose(scores, exact_scores, atol=1e-4)
+    assert type(build_index(vectors, "auto")).__name__ == "ExactIndex"
+    assert type(build_index(vectors, "auto", auto_threshold=100)).__name__ == "FaissIndex"

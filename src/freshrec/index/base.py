@@ -24,3 +24,19 @@ class Index(Protocol):
     ) -> tuple[np.ndarray, np.ndarray]:
         """``queries``: [B, D]; ``exclude[b]``: rows hidden for query b; ``allowed``: [N + 1] bool."""
         ...
+
+
+def build_index(vectors: torch.Tensor, kind: str = "auto", auto_threshold: int = 200_000) -> Index:
+    """The index a serving model uses: ``exact``, ``faiss-flat``, ``faiss-hnsw``, or ``auto`` (exact up to
+    ``auto_threshold`` rows, HNSW above)."""
+    if kind == "auto":
+        kind = "exact" if vectors.shape[0] <= auto_threshold else "faiss-hnsw"
+    if kind == "exact":
+        from freshrec.index.exact import ExactIndex
+
+        return ExactIndex(vectors)
+    if kind in ("faiss-flat", "faiss-hnsw"):
+        from freshrec.index.faiss import FaissIndex
+
+        return FaissIndex(vectors, kind=kind.removeprefix("faiss-"))
+    raise ValueError(f"unknown index kind {kind!r}; use exact, faiss-flat, faiss-hnsw or auto")

@@ -13,6 +13,7 @@ from freshrec.model.data import EvalSet, SequenceData, Split, leave_one_out, seq
 from freshrec.model.device import amp_dtype, resolve_device
 from freshrec.model.sasrec import SASRec, SASRecConfig
 from freshrec.model.train import FitResult, Trainer
+from freshrec.serving_model import ServingModel
 
 if TYPE_CHECKING:
     from freshrec.config import Settings
@@ -112,8 +113,6 @@ def train_and_publish(engine: Engine, holdout: str = "test", progress: bool = Tr
 
 def evaluate_version(engine: Engine, version: str | None = None, progress: bool = False) -> dict[str, Any]:
     """Re-run the offline protocol for a published version on the events it was trained from."""
-    from freshrec.recommend import ServingModel
-
     loaded = engine.registry.load(version)
     meta = loaded.meta
     data = read_sequences(engine, upto_offset=meta.get("data", {}).get("max_offset"), progress=progress)

@@ -20,13 +20,15 @@ class UserSnapshot:
     """A consistent copy of one user's state, safe to read while new events arrive.
 
     ``items``/``types``/``ts``: [S] newest last (catalogue indices, type codes, unix seconds);
-    ``seen``: sorted catalogue indices of every item the user ever acted on.
+    ``seen``: sorted catalogue indices of every item the user ever acted on; ``version`` changes whenever
+    the state does (a cache key for anything derived from it).
     """
 
     items: np.ndarray
     types: np.ndarray
     ts: np.ndarray
     seen: np.ndarray
+    version: int = 0
 
 
 @runtime_checkable

@@ -46,6 +46,7 @@ class MemoryStateStore:
                 types=seq.type_array(),
                 ts=np.frombuffer(seq.ts, dtype=np.float64).copy(),
                 seen=seq.seen_array(),
+                version=seq.version,
             )
 
     def apply(self, events: Sequence[EventRecord], item_idx: Sequence[int]) -> None:

@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/users", tags=["users"])
         "(`source: trending`)."
     ),
 )
-def recommendations(
+async def recommendations(
     user_id: str,
     request: Request,
     engine: EngineDep,
@@ -32,7 +32,8 @@ def recommendations(
     exclude_seen: Annotated[bool | None, Query(description="Hide items the user already acted on.")] = None,
 ) -> RecommendationList:
     check_id(user_id, "user_id", engine.settings.events.max_id_length)
-    result = engine.recommend(user_id, k, exclude_seen)
+    # async: the model work runs on the micro-batcher's thread, the event loop only waits for it
+    result = await engine.recommend_async(user_id, k, exclude_seen)
     request.app.state.metrics.recommendations.labels(result.source).inc()
     return result
 

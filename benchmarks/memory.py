@@ -1,0 +1,48 @@
+"""Memory: peak RSS of `freshrec serve` with a large catalogue and many users of live state.
+
+    python benchmarks/memory.py                          # 1M items, 100K users x 50 events
+    python benchmarks/memory.py --items 100000 --users 10000
+    python benchmarks/memory.py --quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from machine import ROOT, write_json
+from stores import Server, build_store
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--users", type=int, default=100_000)
+    parser.add_argument("--events-per-user", type=int, default=50)
+    parser.add_argument("--index", default="auto")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "memory.json")
+    args = parser.parse_args()
+    if args.quick:
+        args.items, args.users, args.events_per_user = 1000, 200, 5
+    with tempfile.TemporaryDirectory(prefix="freshrec-mem-") as tmp:
+        t0 = time.perf_counter()
+        store = build_store(Path(tmp), args.items, args.users, args.events_per_user)
+        build_seconds = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with Server(Path(tmp), {"FRESHREC_SERVING__INDEX": args.index}) as server:
+            start_seconds = time.perf_counter() - t0
+            for u in range(0, args.users, max(1, args.users // 200)):
+                httpx.get(f"{server.url}/v1/users/user-{u:07d}/recommendations", timeout=60).raise_for_status()
+            rss = server.rss_mb()
+    print(f"{args.items:,} items, {args.users:,} users x {args.events_per_user} events, index {args.index}: "
+          f"peak RSS {rss:,.0f} MiB; server start (state rebuild + model/index load) {start_seconds:.1f}s")
+    write_json(args.out, {"benchmark": "memory", "store": store, "index": args.index, "peak_rss_mb": rss,
+                          "server_start_seconds": start_seconds, "store_build_seconds": build_seconds})
+
+
+if __name__ == "__main__":
+    main()

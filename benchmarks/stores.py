@@ -1,0 +1,101 @@
+"""Build benchmark data directories (generated catalogues, users, a model version) and run a server on them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from freshrec.config import load_settings
+from freshrec.engine import build_engine
+from freshrec.model.pipeline import model_config
+from freshrec.model.sasrec import SASRec
+from freshrec.schema import EventRecord, ItemIn
+
+
+def build_store(data_dir: Path, n_items: int, n_users: int, events_per_user: int = 50, seed: int = 0) -> dict:
+    """A data directory with ``n_items`` items, ``n_users`` users of history and an **untrained** default
+    model version (latency and memory do not depend on the weights' values, only on their shapes)."""
+    rng = np.random.default_rng(seed)
+    settings = load_settings(storage={"data_dir": data_dir, "sqlite_synchronous": "NORMAL"})
+    engine = build_engine(settings, load_model=False)
+    try:
+        item_ids = [f"item-{i:07d}" for i in range(n_items)]
+        for start in range(0, n_items, 50_000):
+            engine.catalog.upsert([ItemIn(item_id=i, title=f"Item {i[5:]}") for i in item_ids[start : start + 50_000]])
+        popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
+        popularity /= popularity.sum()
+        t0 = 1_700_000_000.0
+        batch: list[EventRecord] = []
+        for u in range(n_users):
+            picks = rng.choice(n_items, size=events_per_user, p=popularity)
+            for j, i in enumerate(picks):
+                batch.append(EventRecord(0, f"user-{u:07d}", item_ids[i], "view", t0 + u + j * 1e-3))
+            if len(batch) >= 50_000:
+                engine.append_records(batch)
+                batch = []
+        if batch:
+            engine.append_records(batch)
+        model = SASRec(model_config(settings, len(engine.catalog), len(engine.types)))
+        version = engine.registry.publish(model, engine.catalog.external_ids(), engine.types.names,
+                                          {"note": "untrained: for latency and memory benchmarks"})
+    finally:
+        engine.close()
+    return {"items": n_items, "users": n_users, "events": n_users * events_per_user, "version": version}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`freshrec serve` in a child process; ``env`` adds FRESHREC_* settings."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "freshrec.cli", "--data-dir", str(data_dir), "serve", "--port", str(self.port)],
+            env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError("server did not start")
+
+    def rss_mb(self) -> float:
+        """Peak resident memory of the server process (VmHWM), in MiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
