@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
 from loadgen import open_loop
 from machine import ROOT, write_json
 from stores import Server, build_store
@@ -44,8 +45,12 @@ def main() -> None:
             duration = args.probes * 0.05 + 30
 
             def background() -> None:
-                open_loop(server.url, lambda c, i: c.get(f"/v1/users/user-{i % args.users:07d}/recommendations"),
-                          args.background_rate, duration)
+                open_loop(
+                    server.url,
+                    lambda c, i: c.get(f"/v1/users/user-{i % args.users:07d}/recommendations"),
+                    args.background_rate,
+                    duration,
+                )
                 stop.set()
 
             bg = threading.Thread(target=background, daemon=True)
@@ -53,7 +58,9 @@ def main() -> None:
             with httpx.Client(base_url=server.url, timeout=30) as client:
                 for p in range(args.probes):
                     user = f"user-{(p * 7919) % args.users:07d}"
-                    top = client.get(f"/v1/users/{user}/recommendations", params={"k": 10}).json()["items"][0]["item_id"]
+                    top = client.get(f"/v1/users/{user}/recommendations", params={"k": 10}).json()["items"][0][
+                        "item_id"
+                    ]
                     r = client.post("/v1/events", json={"user_id": user, "item_id": top, "type": "view"})
                     acked = time.perf_counter()
                     r.raise_for_status()
@@ -65,11 +72,20 @@ def main() -> None:
                             break
             bg.join(timeout=duration + 60)
     ms = np.array(lags) * 1000
-    result = {"probes": len(lags), "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-              "max_ms": float(ms.max()), "first_response_reflected": float(np.mean(np.array(polls) == 1)),
-              "items": args.items, "users": args.users, "background_rate": args.background_rate}
-    print(f"event 2xx -> reflecting recommendation: p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms "
-          f"({result['first_response_reflected']:.0%} reflected by the first request after the ack)")
+    result = {
+        "probes": len(lags),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
+        "first_response_reflected": float(np.mean(np.array(polls) == 1)),
+        "items": args.items,
+        "users": args.users,
+        "background_rate": args.background_rate,
+    }
+    print(
+        f"event 2xx -> reflecting recommendation: p50 {result['p50_ms']:.2f} ms, p99 {result['p99_ms']:.2f} ms "
+        f"({result['first_response_reflected']:.0%} reflected by the first request after the ack)"
+    )
     write_json(args.out, {"benchmark": "freshness", **result})
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
 from loadgen import open_loop
 from machine import ROOT, write_json
 from stores import Server
@@ -34,8 +35,15 @@ async def closed_loop(url: str, batch: int, clients: int, duration: float) -> di
         n = 0
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
             while time.perf_counter() < stop:
-                body = [{"user_id": f"u{c}-{n % 500}", "item_id": f"i{(n * 7 + j) % 5000}", "type": "view",
-                         "event_id": f"c{c}-b{n}-{j}"} for j in range(batch)]
+                body = [
+                    {
+                        "user_id": f"u{c}-{n % 500}",
+                        "item_id": f"i{(n * 7 + j) % 5000}",
+                        "type": "view",
+                        "event_id": f"c{c}-b{n}-{j}",
+                    }
+                    for j in range(batch)
+                ]
                 t0 = time.perf_counter()
                 r = await http.post("/v1/events", json=body)
                 latencies.append(time.perf_counter() - t0)
@@ -47,9 +55,15 @@ async def closed_loop(url: str, batch: int, clients: int, duration: float) -> di
     await asyncio.gather(*(client(c) for c in range(clients)))
     seconds = time.perf_counter() - started
     ms = np.array(latencies) * 1000
-    return {"batch": batch, "clients": clients, "events": acked, "seconds": seconds,
-            "events_per_second": acked / seconds, "request_p50_ms": float(np.percentile(ms, 50)),
-            "request_p99_ms": float(np.percentile(ms, 99))}
+    return {
+        "batch": batch,
+        "clients": clients,
+        "events": acked,
+        "seconds": seconds,
+        "events_per_second": acked / seconds,
+        "request_p50_ms": float(np.percentile(ms, 50)),
+        "request_p99_ms": float(np.percentile(ms, 99)),
+    }
 
 
 def main() -> None:
@@ -69,18 +83,31 @@ def main() -> None:
         for batch in (int(b) for b in args.batches.split(",")):
             row = asyncio.run(closed_loop(server.url, batch, args.clients, args.duration))
             rows.append(row)
-            print(f"{batch:>6} {args.clients:>7} {row['events_per_second']:>10.0f} {row['request_p50_ms']:>11.2f} "
-                  f"{row['request_p99_ms']:>11.2f}")
+            print(
+                f"{batch:>6} {args.clients:>7} {row['events_per_second']:>10.0f} {row['request_p50_ms']:>11.2f} "
+                f"{row['request_p99_ms']:>11.2f}"
+            )
         single = open_loop(
             server.url,
-            lambda c, i: c.post("/v1/events", json={"user_id": f"s{i % 300}", "item_id": f"i{i % 4000}",
-                                                    "type": "click"}),
-            args.rate, args.duration,
+            lambda c, i: c.post(
+                "/v1/events", json={"user_id": f"s{i % 300}", "item_id": f"i{i % 4000}", "type": "click"}
+            ),
+            args.rate,
+            args.duration,
         )
-        print(f"single POST, open loop at {args.rate:.0f}/s: p50 {single.p50_ms:.2f} ms, p99 {single.p99_ms:.2f} ms, "
-              f"errors {single.errors}")
-    write_json(args.out, {"benchmark": "ingest", "durability": "sqlite WAL, synchronous=FULL",
-                          "closed_loop": rows, "single_post_open_loop": single.__dict__})
+        print(
+            f"single POST, open loop at {args.rate:.0f}/s: p50 {single.p50_ms:.2f} ms, p99 {single.p99_ms:.2f} ms, "
+            f"errors {single.errors}"
+        )
+    write_json(
+        args.out,
+        {
+            "benchmark": "ingest",
+            "durability": "sqlite WAL, synchronous=FULL",
+            "closed_loop": rows,
+            "single_post_open_loop": single.__dict__,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -32,8 +32,10 @@ class LoadResult:
     max_ms: float
 
     def row(self) -> str:
-        return (f"{self.rate:>7.0f} {self.achieved_rps:>9.1f} {self.p50_ms:>8.2f} {self.p95_ms:>8.2f} "
-                f"{self.p99_ms:>8.2f} {self.max_ms:>8.1f} {self.errors:>6d}")
+        return (
+            f"{self.rate:>7.0f} {self.achieved_rps:>9.1f} {self.p50_ms:>8.2f} {self.p95_ms:>8.2f} "
+            f"{self.p99_ms:>8.2f} {self.max_ms:>8.1f} {self.errors:>6d}"
+        )
 
 
 HEADER = f"{'rate':>7} {'achieved':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>6}"
@@ -70,9 +72,18 @@ async def _run(base_url: str, request: Request, rate: float, duration: float, co
     ms = latencies[ok_mask] * 1000
     span = (np.nanmax(done_at) - start) if ok_mask.any() else float("nan")
     pct = (lambda q: float(np.percentile(ms, q))) if len(ms) else (lambda q: float("nan"))
-    return LoadResult(rate, duration, n, int(ok_mask.sum()), int(n - ok_mask.sum()),
-                      float(ok_mask.sum() / span) if span == span and span > 0 else 0.0,
-                      pct(50), pct(95), pct(99), float(ms.max()) if len(ms) else float("nan"))
+    return LoadResult(
+        rate,
+        duration,
+        n,
+        int(ok_mask.sum()),
+        int(n - ok_mask.sum()),
+        float(ok_mask.sum() / span) if span == span and span > 0 else 0.0,
+        pct(50),
+        pct(95),
+        pct(99),
+        float(ms.max()) if len(ms) else float("nan"),
+    )
 
 
 def open_loop(base_url: str, request: Request, rate: float, duration: float, connections: int = 256) -> LoadResult:

@@ -1,8 +1,8 @@
 """Memory: peak RSS of `freshrec serve` with a large catalogue and many users of live state.
 
-    python benchmarks/memory.py                          # 1M items, 100K users x 50 events
-    python benchmarks/memory.py --items 100000 --users 10000
-    python benchmarks/memory.py --quick
+python benchmarks/memory.py                          # 1M items, 100K users x 50 events
+python benchmarks/memory.py --items 100000 --users 10000
+python benchmarks/memory.py --quick
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import httpx
+
 from machine import ROOT, write_json
 from stores import Server, build_store
 
@@ -38,10 +39,21 @@ def main() -> None:
             for u in range(0, args.users, max(1, args.users // 200)):
                 httpx.get(f"{server.url}/v1/users/user-{u:07d}/recommendations", timeout=60).raise_for_status()
             rss = server.rss_mb()
-    print(f"{args.items:,} items, {args.users:,} users x {args.events_per_user} events, index {args.index}: "
-          f"peak RSS {rss:,.0f} MiB; server start (state rebuild + model/index load) {start_seconds:.1f}s")
-    write_json(args.out, {"benchmark": "memory", "store": store, "index": args.index, "peak_rss_mb": rss,
-                          "server_start_seconds": start_seconds, "store_build_seconds": build_seconds})
+    print(
+        f"{args.items:,} items, {args.users:,} users x {args.events_per_user} events, index {args.index}: "
+        f"peak RSS {rss:,.0f} MiB; server start (state rebuild + model/index load) {start_seconds:.1f}s"
+    )
+    write_json(
+        args.out,
+        {
+            "benchmark": "memory",
+            "store": store,
+            "index": args.index,
+            "peak_rss_mb": rss,
+            "server_start_seconds": start_seconds,
+            "store_build_seconds": build_seconds,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from typing import Any
 
 from freshrec.config import load_settings
 from freshrec.datasets.importer import import_file
+from freshrec.datasets.synthetic import generate_shop
 from freshrec.engine import build_engine
 from freshrec.model.pipeline import train_and_publish
 from machine import ROOT, SHARED_DATA, write_json
@@ -28,6 +29,12 @@ DATASETS: dict[str, tuple[str, list[str]]] = {
     "ml-latest-small": ("ml-latest-small", ["movies.csv", "ratings.csv"]),
     "ml-1m": ("ml-1m", ["movies.dat", "ratings.dat"]),
     "amazon-musical-instruments": ("amazon-musical-instruments-5core", ["Musical_Instruments.zip"]),
+}
+
+
+SYNTHETIC: dict[str, dict[str, Any]] = {  # the demo's generated shop, and a tiny one for smoke tests
+    "synthetic-shop": {"n_users": 1500, "n_items": 600, "seed": 7},
+    "tiny-shop": {"n_users": 80, "n_items": 40, "n_categories": 4, "seed": 1},
 }
 
 
@@ -49,7 +56,12 @@ def run(dataset: str, data_dir: Path, overrides: dict[str, dict[str, Any]], work
     settings = load_settings(storage={"data_dir": work}, **overrides)
     engine = build_engine(settings, load_model=False)
     try:
-        for name in DATASETS[dataset][1]:
+        if dataset in SYNTHETIC:
+            shop = generate_shop(**SYNTHETIC[dataset])
+            engine.upsert_items(shop.items)
+            for i in range(0, len(shop.events), 1000):
+                engine.ingest(shop.events[i : i + 1000])
+        for name in DATASETS.get(dataset, ("", []))[1]:
             path = data_dir / name
             if not path.is_file():
                 if name.endswith(("u.item", "movies.csv", "movies.dat")):
@@ -94,7 +106,7 @@ def print_row(result: dict[str, Any]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=sorted(DATASETS), required=True)
+    parser.add_argument("--dataset", choices=sorted([*DATASETS, *SYNTHETIC]), required=True)
     parser.add_argument("--data-dir", type=Path, help="Directory holding the dataset files.")
     parser.add_argument(
         "--set",
@@ -105,7 +117,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="JSON output (default benchmarks/results/offline_<dataset>.json).")
     args = parser.parse_args()
-    data_dir = args.data_dir or SHARED_DATA / DATASETS[args.dataset][0]
+    data_dir = args.data_dir or SHARED_DATA / DATASETS.get(args.dataset, ("",))[0]
     with tempfile.TemporaryDirectory(prefix="freshrec-bench-") as work:
         result = run(args.dataset, data_dir, parse_overrides(args.overrides), Path(work))
     print_row(result)

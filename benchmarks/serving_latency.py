@@ -18,9 +18,15 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from loadgen import HEADER, open_loop
+
+from loadgen import HEADER, Request, open_loop
 from machine import ROOT, write_json
 from stores import Server, build_store
+
+
+def recommendation_request(users: list[str], k: int) -> Request:
+    """GET recommendations for users in turn."""
+    return lambda client, i: client.get(f"/v1/users/{users[i % len(users)]}/recommendations", params={"k": k})
 
 
 def main() -> None:
@@ -48,15 +54,23 @@ def main() -> None:
                     for rate in (float(r) for r in args.rates.split(",")):
                         result = open_loop(
                             server.url,
-                            lambda c, i: c.get(f"/v1/users/{users[i % len(users)]}/recommendations",
-                                               params={"k": args.k}),
-                            rate, args.duration,
+                            recommendation_request(users, args.k),
+                            rate,
+                            args.duration,
                         )
                         print(result.row())
-                        rows.append({"items": n_items, "index": index, "store": store, **result.__dict__,
-                                     "server_peak_rss_mb": server.rss_mb()})
-    write_json(args.out, {"benchmark": "serving_latency", "driver": "httpx+asyncio open loop",
-                          "k": args.k, "rows": rows})
+                        rows.append(
+                            {
+                                "items": n_items,
+                                "index": index,
+                                "store": store,
+                                **result.__dict__,
+                                "server_peak_rss_mb": server.rss_mb(),
+                            }
+                        )
+    write_json(
+        args.out, {"benchmark": "serving_latency", "driver": "httpx+asyncio open loop", "k": args.k, "rows": rows}
+    )
 
 
 if __name__ == "__main__":

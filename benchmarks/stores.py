@@ -43,8 +43,12 @@ def build_store(data_dir: Path, n_items: int, n_users: int, events_per_user: int
         if batch:
             engine.append_records(batch)
         model = SASRec(model_config(settings, len(engine.catalog), len(engine.types)))
-        version = engine.registry.publish(model, engine.catalog.external_ids(), engine.types.names,
-                                          {"note": "untrained: for latency and memory benchmarks"})
+        version = engine.registry.publish(
+            model,
+            engine.catalog.external_ids(),
+            engine.types.names,
+            {"note": "untrained: for latency and memory benchmarks"},
+        )
     finally:
         engine.close()
     return {"items": n_items, "users": n_users, "events": n_users * events_per_user, "version": version}
@@ -64,7 +68,9 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "freshrec.cli", "--data-dir", str(data_dir), "serve", "--port", str(self.port)],
-            env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env={**os.environ, **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:

@@ -40,17 +40,25 @@ from freshrec.model.train import Trainer
 from machine import ROOT, SHARED_DATA, write_json
 
 FILES = {"ml-100k": ["ml-100k/u.data"], "ml-latest-small": ["ml-latest-small/ratings.csv"]}
+SYNTHETIC = {  # generated sets: generate_shop arguments
+    "ml1m-synthetic": {
+        "n_users": 6040,
+        "n_items": 3416,
+        "n_categories": 16,
+        "sessions_per_user": (5, 57),
+        "days": 365,
+        "seed": 11,
+    },
+    "tiny-synthetic": {"n_users": 60, "n_items": 40, "n_categories": 4, "seed": 1},
+}
 
 
 def load_split(dataset: str, work: Path) -> tuple[Any, int, dict[str, Any]]:
     engine = build_engine(load_settings(storage={"data_dir": work}), load_model=False)
     try:
         t0 = time.perf_counter()
-        if dataset == "ml1m-synthetic":
-            # ~6K users, ~3.4K items, ~1M events, sequences from 20 to several hundred entries.
-            shop = generate_shop(
-                n_users=6040, n_items=3416, n_categories=16, sessions_per_user=(5, 57), days=365, seed=11
-            )
+        if dataset in SYNTHETIC:
+            shop = generate_shop(**SYNTHETIC[dataset])
             engine.upsert_items(shop.items)
             for i in range(0, len(shop.events), 1000):
                 engine.ingest(shop.events[i : i + 1000])
@@ -121,7 +129,9 @@ def run_variant(variant: str, split: Any, num_items: int, epochs: int, windows: 
             evaluator.run_epoch(batches, rng)
             times.append(time.perf_counter() - t0)
     steady = times[1:] or times
+    t0 = time.perf_counter()
     valid = evaluator.evaluate(split.valid)
+    eval_seconds = time.perf_counter() - t0
     return {
         "variant": variant,
         "epoch_seconds": [round(t, 2) for t in times],
@@ -131,18 +141,23 @@ def run_variant(variant: str, split: Any, num_items: int, epochs: int, windows: 
         "positions_per_second": positions / statistics.median(steady),
         "sequences_per_second": len(split.train_items) / statistics.median(steady),
         f"valid_ndcg@10_after_{epochs}_epochs": valid["ndcg@10"],
+        "eval_seconds": eval_seconds,
+        "eval_users": len(split.valid),
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", choices=["ml1m-synthetic", *FILES], default="ml1m-synthetic")
+    parser.add_argument("--dataset", choices=[*SYNTHETIC, *FILES], default="ml1m-synthetic")
     parser.add_argument("--epochs", type=int, default=3, help="Epochs per variant (the first includes compiling).")
     parser.add_argument("--variants", default="plain,fast-fp32-eager,fast-eager,fast")
     parser.add_argument("--windows", action="store_true", help="Train on every interaction (freshrec default).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--quick", action="store_true", help="Smoke test: tiny generated set, 1 epoch.")
     args = parser.parse_args()
+    if args.quick:
+        args.dataset, args.epochs, args.variants = "tiny-synthetic", 1, "plain,fast-eager"
     with tempfile.TemporaryDirectory(prefix="freshrec-speed-") as work:
         split, num_items, data = load_split(args.dataset, Path(work))
     print(
