@@ -257,18 +257,77 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str | None, typer.Option(help="Bind address (serving.host).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (serving.port).")] = None,
+    online: Annotated[
+        bool | None, typer.Option("--online/--no-online", help="Run the online trainer beside the server.")
+    ] = None,
 ) -> None:
-    """Serve the HTTP API with the current model version (trending only until one is trained)."""
+    """Serve the HTTP API with the current model version (trending only until one is trained). By default an
+    online trainer process learns from the event stream and new versions are swapped in as they pass the
+    quality gate."""
     import uvicorn
 
+    from freshrec.online.process import TrainerProcess
     from freshrec.serving.app import create_app
 
-    settings = settings_from(ctx, serving={"host": host, "port": port})
+    settings = settings_from(ctx, serving={"host": host, "port": port}, online={"enabled": online})
+    trainer_proc = TrainerProcess(ctx.obj or {}) if settings.online.enabled else None
     console.print(
         f"freshrec serving on http://{settings.serving.host}:{settings.serving.port} "
-        f"(data: {settings.storage.data_dir}; docs at /docs)"
+        f"(data: {settings.storage.data_dir}; docs at /docs; online trainer {'on' if trainer_proc else 'off'})"
     )
-    uvicorn.run(create_app(settings), host=settings.serving.host, port=settings.serving.port, log_level="warning")
+    try:
+        if trainer_proc is not None:
+            trainer_proc.start(settings)
+        uvicorn.run(create_app(settings), host=settings.serving.host, port=settings.serving.port, log_level="warning")
+    finally:
+        if trainer_proc is not None:
+            trainer_proc.stop()
+
+
+@app.command()
+@friendly_errors
+def trainer(
+    ctx: typer.Context,
+    max_batches: Annotated[int | None, typer.Option(help="Stop after this many micro-batches.")] = None,
+    once: Annotated[bool, typer.Option(help="Train whatever is in the log now, then exit.")] = False,
+    exit_with_parent: Annotated[int | None, typer.Option(hidden=True, help="Exit when this process ends.")] = None,
+) -> None:
+    """The online trainer on its own: tails the event log from its committed offset, fine-tunes the current
+    model in micro-batches, and publishes versions that pass the quality gate. Resumes after a crash."""
+    import signal
+    import threading
+
+    import torch
+
+    from freshrec.engine import build_engine
+    from freshrec.online.process import watch_parent
+    from freshrec.online.trainer import OnlineTrainer
+
+    settings = settings_from(ctx)
+    torch.set_num_threads(settings.online.torch_threads)
+    engine = build_engine(settings, load_model=False)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if exit_with_parent is not None:
+        watch_parent(exit_with_parent, stop)
+    try:
+        while engine.registry.current() is None and not stop.is_set():
+            stop.wait(settings.online.poll_interval_s * 4)  # nothing to fine-tune until a model is trained
+        if stop.is_set():
+            return
+        online = OnlineTrainer(engine)
+        console.print(f"online trainer from {online.state.base_version} at offset {online.state.committed_offset}")
+        batches = 0
+        if once:
+            while online.poll(force=True) is not None:
+                batches += 1
+        else:
+            batches = online.run(stop, max_batches)
+        console.print(f"trained {batches} micro-batches; committed offset {online.state.committed_offset}")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        engine.close()
 
 
 @app.command()
@@ -353,6 +412,42 @@ def model_list(ctx: typer.Context) -> None:
             f"{test:.4f}" if test is not None else "",
         )
     console.print(table)
+
+
+@model_app.command("rollback")
+@friendly_errors
+def model_rollback(
+    ctx: typer.Context,
+    to: Annotated[str | None, typer.Option(help="Version to return to (default: the current one's parent).")] = None,
+) -> None:
+    """Make an earlier version current; running servers swap to it within serving.model_poll_s."""
+    from freshrec.model.registry import ModelRegistry
+
+    registry = ModelRegistry(settings_from(ctx).storage.resolved_model_dir())
+    before = registry.current()
+    console.print(f"current version: {before} -> [bold]{registry.rollback(to)}[/]")
+
+
+@model_app.command("pin")
+@friendly_errors
+def model_pin(
+    ctx: typer.Context, version: Annotated[str | None, typer.Argument(help="Default: current.")] = None
+) -> None:
+    """Make a version current and keep it there: the online trainer stops publishing until `unpin`."""
+    from freshrec.model.registry import ModelRegistry
+
+    registry = ModelRegistry(settings_from(ctx).storage.resolved_model_dir())
+    console.print(f"pinned [bold]{registry.pin(version)}[/]")
+
+
+@model_app.command("unpin")
+@friendly_errors
+def model_unpin(ctx: typer.Context) -> None:
+    """Let the online trainer publish again."""
+    from freshrec.model.registry import ModelRegistry
+
+    ModelRegistry(settings_from(ctx).storage.resolved_model_dir()).unpin()
+    console.print("unpinned")
 
 
 @model_app.command("show")

@@ -156,6 +156,35 @@ class ServingSettings(BaseModel):
         1.0, ge=0, description="Seconds the trending ranking is reused before it is recomputed."
     )
     torch_threads: int | None = Field(None, ge=1, description="Intra-op threads for inference (None: torch).")
+    model_poll_s: float = Field(
+        2.0, ge=0, description="Seconds between checks for a new current model version (0: never)."
+    )
+
+
+class OnlineSettings(BaseModel):
+    """Continual learning from the event stream (the online trainer)."""
+
+    enabled: bool = Field(True, description="`freshrec serve` starts the online trainer process.")
+    micro_batch_events: int = Field(2000, ge=1, description="Most events one micro-batch trains on.")
+    micro_batch_seconds: float = Field(
+        2.0, ge=0, description="A smaller micro-batch is trained once its first event is this old."
+    )
+    context: int = Field(50, ge=1, description="Sequence entries of context before each new event in training.")
+    replay_ratio: float = Field(
+        1.0, ge=0, description="Replayed older users per affected user in a micro-batch (anti-forgetting)."
+    )
+    buffer_size: int = Field(20_000, ge=1, description="Users kept in the reservoir replay buffer.")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate of online fine-tuning.")
+    steps_per_batch: int = Field(1, ge=1, description="Optimisation steps per micro-batch.")
+    publish_interval_s: float = Field(10.0, ge=0, description="Seconds between gate decisions (publish attempts).")
+    gate_tolerance: float = Field(
+        0.01, ge=0, lt=1, description="A candidate may be this much worse (relative NDCG@10) and still publish."
+    )
+    gate_recent_users: int = Field(500, ge=1, description="Newest-event holdout size (users) for the gate.")
+    gate_older_users: int = Field(1000, ge=1, description="Fixed older holdout size (users) for forgetting.")
+    poll_interval_s: float = Field(0.5, gt=0, description="Pause when the log has nothing new.")
+    nice: int = Field(10, ge=0, le=19, description="Scheduling niceness of the trainer process under `serve`.")
+    torch_threads: int = Field(1, ge=1, description="Intra-op threads of the trainer (leave cores for serving).")
 
 
 class Settings(BaseSettings):
@@ -176,6 +205,7 @@ class Settings(BaseSettings):
     model: ModelSettings = Field(default_factory=ModelSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
+    online: OnlineSettings = Field(default_factory=OnlineSettings)
 
     @field_validator("storage", mode="after")
     @classmethod

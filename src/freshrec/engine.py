@@ -9,13 +9,14 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from freshrec.catalog.base import Catalog, open_catalog
 from freshrec.config import Settings
-from freshrec.errors import NotFound
+from freshrec.errors import InvalidInput, NotFound
 from freshrec.events.base import EventLog, open_event_log
 from freshrec.model.registry import ModelNotFoundError, ModelRegistry
 from freshrec.recommend import Recommender
@@ -188,10 +189,19 @@ class Engine:
 
     # ---- models ----------------------------------------------------------------------------------
 
-    def load_model(self, version: str | None = None) -> str:
-        """Load a version (default: the registry's current one) and swap it into serving."""
+    def load_model(self, version: str | None = None, make_current: bool = False) -> str:
+        """Load a version (default: the registry's current one) and swap it into serving.
+
+        With ``make_current`` the registry's current pointer moves too, so every process (other API
+        processes, the online trainer) follows; that is what ``POST /v1/model/reload`` with a version does.
+        """
         try:
             loaded = self.registry.load(version)
+            if make_current and version is not None and self.registry.current() != version:
+                pinned = self.registry.pinned()
+                if pinned not in (None, version):
+                    raise InvalidInput(f"version {pinned} is pinned; unpin it before switching to {version}")
+                self.registry.set_current(version)
         except ModelNotFoundError as exc:
             raise NotFound(str(exc)) from exc
         serving = self.settings.serving
@@ -200,6 +210,26 @@ class Engine:
         )
         log.info("serving model %s", loaded.version)
         return loaded.version
+
+    def refresh_model(self) -> bool:
+        """Load the registry's current version if serving holds another one; True when it swapped."""
+        current = self.registry.current()
+        serving = self.recommender.serving
+        if current is None or (serving is not None and serving.version == current):
+            return False
+        self.load_model(current)
+        return True
+
+    def model_history(self) -> dict[str, Any]:
+        """Lineage of every version plus the quality gate's decisions, newest last."""
+        from freshrec.online.gate import GateLog
+
+        return {
+            "current": self.registry.current(),
+            "pinned": self.registry.pinned(),
+            "versions": self.registry.history(),
+            "gate_decisions": GateLog(self.registry.root).read(limit=200),
+        }
 
     def model_info(self) -> ModelInfo:
         serving = self.recommender.serving

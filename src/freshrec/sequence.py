@@ -61,8 +61,8 @@ class UserSequence:
     Example
     -------
     >>> s = UserSequence(max_len=3)
-    >>> for item, ts in [(5, 1.0), (5, 2.0), (7, 3.0), (2, 0.5)]:
-    ...     s.add(item, type_code=1, ts=ts)
+    >>> [s.add(item, type_code=1, ts=ts) for item, ts in [(5, 1.0), (5, 2.0), (7, 3.0), (2, 0.5)]]
+    [True, False, True, True]
     >>> list(s.items), s.seen_list()
     ([2, 5, 7], [2, 5, 7])
     """
@@ -83,14 +83,14 @@ class UserSequence:
     def __len__(self) -> int:
         return len(self.items)
 
-    def add(self, item_idx: int, type_code: int, ts: float, negative: bool = False) -> None:
-        """Record one event; see the module docstring for the rules."""
+    def add(self, item_idx: int, type_code: int, ts: float, negative: bool = False) -> bool:
+        """Record one event; see the module docstring for the rules. True when it added an entry."""
         self.version += 1
         pos = bisect_right(self.seen, item_idx)
         if pos == 0 or self.seen[pos - 1] != item_idx:
             self.seen.insert(pos, item_idx)
         if negative:
-            return
+            return False
         n = len(self.items)
         at = n if n == 0 or ts >= self.ts[-1] else bisect_right(self.ts, ts)
         if self.collapse_repeats:
@@ -98,9 +98,9 @@ class UserSequence:
                 self.types[at - 1] = type_code
                 if at == n:
                     self.ts[at - 1] = ts
-                return
+                return False
             if at < n and self.items[at] == item_idx:  # a late, older action on the next entry's item
-                return
+                return False
         if at == n:
             self.items.append(item_idx)
             self.types.append(type_code)
@@ -112,6 +112,7 @@ class UserSequence:
         if self.max_len is not None and len(self.items) > self.max_len:
             drop = len(self.items) - self.max_len
             del self.items[:drop], self.types[:drop], self.ts[:drop]
+        return True
 
     def has_seen(self, item_idx: int) -> bool:
         pos = bisect_right(self.seen, item_idx)

@@ -252,6 +252,7 @@ def run_replay(
         raise ValueError(f"the cut at {options.cut} leaves no events on one side")
     with tempfile.TemporaryDirectory(prefix="freshrec-replay-", dir=work_dir) as tmp:
         # The replay measures recommendation quality, not durability: skip the fsync per event.
+        # Stream time, not wall time, drives the replay: trending is recomputed for every event.
         run_settings = settings.model_copy(
             update={
                 "storage": settings.storage.model_copy(
@@ -262,13 +263,15 @@ def run_replay(
                         "catalog_url": None,
                         "model_dir": None,
                     }
-                )
+                ),
+                "serving": settings.serving.model_copy(update={"trending_refresh_s": 0.0}),
             }
         )
         engine = build_engine(run_settings, load_model=False)
         try:
-            if items:
-                engine.upsert_items(list(items))
+            batch = settings.events.max_batch
+            for start in range(0, len(items), batch):
+                engine.upsert_items(list(items[start : start + batch]))
             for start in range(0, len(before), 5000):
                 engine.append_records(
                     [

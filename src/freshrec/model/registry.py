@@ -29,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from freshrec.model.sasrec import SASRec, SASRecConfig
 
-_WEIGHTS, _META, _ITEMS, _CURRENT = "model.safetensors", "meta.json", "items.json", "CURRENT"
+_WEIGHTS, _META, _ITEMS, _CURRENT, _PIN = "model.safetensors", "meta.json", "items.json", "CURRENT", "PINNED"
 
 
 @dataclass
@@ -101,6 +101,58 @@ class ModelRegistry:
         tmp.write_text(version + "\n")
         os.replace(tmp, self.root / _CURRENT)
         _fsync_dir(self.root)
+
+    def pinned(self) -> str | None:
+        """The version pinned as current, or ``None``. While pinned, automatic publishing (the online
+        trainer) does not move the current pointer."""
+        try:
+            return (self.root / _PIN).read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def pin(self, version: str | None = None) -> str:
+        """Make ``version`` (default: the current one) current and keep it there until :meth:`unpin`."""
+        version = version or self.current()
+        if version is None:
+            raise ModelNotFoundError(f"no model published in {self.root}")
+        self.set_current(version)
+        tmp = self.root / f".{_PIN}.{uuid.uuid4().hex}"
+        tmp.write_text(version + "\n")
+        os.replace(tmp, self.root / _PIN)
+        return version
+
+    def unpin(self) -> None:
+        (self.root / _PIN).unlink(missing_ok=True)
+
+    def rollback(self, to: str | None = None) -> str:
+        """Point CURRENT at ``to``, or at the current version's parent (else the version before it)."""
+        current = self.current()
+        if to is None:
+            if current is None:
+                raise ModelNotFoundError(f"no model published in {self.root}")
+            to = self.meta(current).get("parent")
+            if to is None:
+                older = [v for v in self.versions() if v < current]
+                if not older:
+                    raise ModelNotFoundError(f"{current} has no parent and no older version to roll back to")
+                to = older[-1]
+        if self.pinned() not in (None, to):
+            raise ValueError(f"version {self.pinned()} is pinned; unpin it first (`freshrec model unpin`)")
+        self.set_current(to)
+        return to
+
+    def history(self) -> list[dict[str, Any]]:
+        """Every version's lineage, oldest first: parent, kind, offsets, metrics, time."""
+        out = []
+        for v in self.versions():
+            meta = self.meta(v)
+            out.append(
+                {
+                    k: meta.get(k)
+                    for k in ("version", "parent", "created_at", "kind", "offsets", "metrics", "data", "gate")
+                }
+            )
+        return out
 
     def meta(self, version: str) -> dict[str, Any]:
         path = self.versions_dir / version / _META

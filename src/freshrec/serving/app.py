@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,6 +22,8 @@ from freshrec.schema import EventIn, ItemIn
 from freshrec.serving.metrics import ServiceMetrics
 from freshrec.serving.routes import events, health, items, models, users
 
+log = logging.getLogger(__name__)
+
 
 class EventBatch(BaseModel):
     events: list[EventIn]
@@ -27,6 +31,16 @@ class EventBatch(BaseModel):
 
 class ItemBatch(BaseModel):
     items: list[ItemIn]
+
+
+def _follow_registry(app: FastAPI, stop: threading.Event, interval: float) -> None:
+    """Swap in each new current version (published by the online trainer, a retrain or a rollback)."""
+    while not stop.wait(interval):
+        try:
+            if app.state.engine.refresh_model():
+                app.state.metrics.model_swaps.inc()
+        except Exception:  # a bad version must not kill the watcher; the old one keeps serving
+            log.exception("could not load the new current model version")
 
 
 def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
@@ -47,9 +61,22 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = engine is None
         app.state.engine = engine if engine is not None else build_engine(settings)
+        stop = threading.Event()
+        watcher = None
+        if settings.serving.model_poll_s > 0:
+            watcher = threading.Thread(
+                target=_follow_registry,
+                args=(app, stop, settings.serving.model_poll_s),
+                name="freshrec-model-watcher",
+                daemon=True,
+            )
+            watcher.start()
         try:
             yield
         finally:
+            stop.set()
+            if watcher is not None:
+                watcher.join(timeout=30)
             if owned:
                 app.state.engine.close()
 

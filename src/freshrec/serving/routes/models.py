@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Body, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
@@ -21,14 +23,26 @@ def model_info(engine: EngineDep) -> ModelInfo:
     return engine.model_info()
 
 
+@router.get(
+    "/history",
+    summary="Version lineage and quality-gate decisions",
+    description="Every published version (parent, kind, offsets trained on, metrics, time) and the online "
+    "trainer's gate decisions with the figures that decided them.",
+)
+def model_history(engine: EngineDep) -> dict[str, Any]:
+    return engine.model_history()
+
+
 @router.post(
     "/reload",
     response_model=ModelInfo,
     summary="Switch model version",
-    description="Loads a version (default: current) and swaps it in atomically; requests in flight finish "
-    "on the old version, new ones use the new one.",
+    description="Loads a version (default: the registry's current one) and swaps it in atomically; requests "
+    "in flight finish on the old version, new ones use the new one. Naming a version also makes it the "
+    "registry's current version, so the online trainer and other API processes follow.",
 )
 async def reload_model(request: Request, engine: EngineDep, body: ReloadRequest | None = Body(None)) -> ModelInfo:
-    await run_in_threadpool(engine.load_model, body.version if body else None)
+    version = body.version if body else None
+    await run_in_threadpool(engine.load_model, version, version is not None)
     request.app.state.metrics.model_swaps.inc()
     return engine.model_info()

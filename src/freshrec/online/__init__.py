@@ -1,0 +1,1 @@
+"""Continual learning from the event stream: the online trainer, its replay buffer, the quality gate."""

@@ -1,0 +1,48 @@
+"""The anti-forgetting buffer: a uniform sample of past users whose sequences are replayed in training."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class ReservoirBuffer:
+    """Reservoir sampling (Vitter's algorithm R) over a stream of keys: after n additions every key seen
+    so far is in the buffer with probability ``capacity / n``, so old behaviour keeps being replayed in
+    proportion to how common it was, however long the stream runs.
+
+    Example
+    -------
+    >>> buf = ReservoirBuffer(capacity=3, seed=0)
+    >>> for user in ["a", "b", "c", "d", "e"]:
+    ...     buf.add(user)
+    >>> len(buf), buf.seen
+    (3, 5)
+    """
+
+    def __init__(self, capacity: int, seed: int = 0) -> None:
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self.items: list[str] = []
+        self.seen = 0
+        self._rng = np.random.default_rng(seed)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, key: str) -> None:
+        self.seen += 1
+        if len(self.items) < self.capacity:
+            self.items.append(key)
+            return
+        slot = int(self._rng.integers(self.seen))
+        if slot < self.capacity:
+            self.items[slot] = key
+
+    def sample(self, n: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[str]:
+        """Up to ``n`` distinct keys, uniformly, leaving out ``exclude``."""
+        pool = list(dict.fromkeys(k for k in self.items if k not in exclude))
+        if len(pool) <= n:
+            return pool
+        picks = self._rng.choice(len(pool), size=n, replace=False)
+        return [pool[i] for i in picks]

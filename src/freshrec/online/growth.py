@@ -1,0 +1,63 @@
+"""Growing the item table in place when new items arrive: no retrain, existing rows untouched.
+
+New rows are initialised, in order of preference, from the item's content (when a content mapping is
+available), from the items it co-occurs with (the entries just before it in users' sequences), or from
+small random values at the scale of the existing table. The optimizer's moment estimates grow with the
+table (zeros for the new rows), so training continues without resetting what it learned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from freshrec.model.sasrec import SASRec
+
+#: content initialiser: catalogue indices of new items -> [M, D] rows, with NaN rows where it has no content
+ContentRows = Callable[[Sequence[int]], torch.Tensor | None]
+
+
+def initial_rows(
+    model: SASRec,
+    new_catalog_idx: Sequence[int],
+    neighbours: dict[int, list[int]],
+    content: ContentRows | None = None,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, list[str]]:
+    """Rows for new items and how each was initialised ("content", "co-occurrence", "random").
+
+    ``neighbours[catalog_idx]``: model rows of items seen just before the new item.
+    """
+    table = model.item_emb.weight.detach()
+    scale = float(table[1:].std()) if table.shape[0] > 2 else model.config.dim**-0.5
+    rows = torch.randn(len(new_catalog_idx), table.shape[1], generator=generator) * scale * 0.1
+    how = ["random"] * len(new_catalog_idx)
+    from_content = content(new_catalog_idx) if content is not None else None
+    for j, idx in enumerate(new_catalog_idx):
+        if from_content is not None and not torch.isnan(from_content[j]).any():
+            rows[j] = from_content[j]
+            how[j] = "content"
+        elif neighbours.get(idx):
+            rows[j] = table[torch.tensor(neighbours[idx])].mean(0)
+            how[j] = "co-occurrence"
+    return rows, how
+
+
+def grow(model: SASRec, optimizer: torch.optim.Optimizer | None, rows: torch.Tensor) -> None:
+    """Append ``rows`` to the item table and keep the optimizer pointing at (and tracking) it."""
+    old = model.item_emb.weight
+    model.grow_items(rows)
+    new = model.item_emb.weight
+    if optimizer is None:
+        return
+    for group in optimizer.param_groups:
+        group["params"] = [new if p is old else p for p in group["params"]]
+    state = optimizer.state.pop(old, None)
+    if state:
+        extra = rows.shape[0]
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in state:
+                pad = torch.zeros(extra, *state[key].shape[1:], dtype=state[key].dtype, device=state[key].device)
+                state[key] = torch.cat([state[key], pad])
+        optimizer.state[new] = state

@@ -1,0 +1,385 @@
+"""OnlineTrainer: tails the event log, fine-tunes the model in micro-batches, publishes through the gate.
+
+One micro-batch, in order:
+
+1. read the events after the committed offset (up to ``online.micro_batch_events``);
+2. grow the item table for items the model has never seen (:mod:`freshrec.online.growth`);
+3. if a publish is due, judge the working model against the current version on these events, which
+   neither has trained on (prequential), and on the fixed older holdout; publish if the gate accepts;
+4. fold the events into the trainer's own user sequences;
+5. train on the affected users' newest entries (with ``online.context`` entries of context before them),
+   mixed with whole windows of users replayed from the reservoir buffer (anti-forgetting), using the
+   same :func:`~freshrec.model.train.train_step` as offline training;
+6. checkpoint weights + committed offset atomically.
+
+A crash anywhere before 6 leaves the previous checkpoint, so the batch is trained again: at-least-once,
+never skipped. If the current version is changed from outside (rollback, a full retrain), the trainer
+restarts from that version and its offsets.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from freshrec.config import OnlineSettings
+from freshrec.events.base import iter_events
+from freshrec.model.data import Batch, EvalSet
+from freshrec.model.losses import FullSoftmaxCE
+from freshrec.model.sasrec import SASRec
+from freshrec.model.train import make_optimizer, train_step
+from freshrec.online.buffer import ReservoirBuffer
+from freshrec.online.checkpoint import CheckpointStore, TrainerState
+from freshrec.online.gate import GateDecision, GateLog, compare
+from freshrec.online.growth import ContentRows, grow, initial_rows
+from freshrec.schema import EventRecord
+from freshrec.sequence import UserSequence
+
+if TYPE_CHECKING:
+    from freshrec.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchReport:
+    first_offset: int
+    last_offset: int
+    events: int
+    trained_users: int
+    replayed_users: int
+    new_items: int
+    loss: float | None
+    seconds: float
+    decision: GateDecision | None = None
+    published: str | None = None
+
+
+class OnlineTrainer:
+    """Continual learning from the event log; see the module docstring.
+
+    ``content`` optionally initialises new item rows from their content (the cold-start mapping).
+    """
+
+    def __init__(
+        self, engine: Engine, settings: OnlineSettings | None = None, content: ContentRows | None = None
+    ) -> None:
+        self.engine = engine
+        self.settings = settings or engine.settings.online
+        self.registry = engine.registry
+        self.catalog = engine.catalog
+        self.types = engine.types
+        self.content = content
+        self.gate_log = GateLog(self.registry.root)
+        self.checkpoints = CheckpointStore(self.registry.root / "trainer")
+        self.loss = FullSoftmaxCE()
+        self.device = torch.device("cpu")
+        self._rng = np.random.default_rng(engine.settings.train.seed)
+        self._last_publish_attempt = time.monotonic()
+        self._last_batch_at = time.monotonic()
+        self._load()
+
+    # ---- state -----------------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        current = self.registry.current()
+        restored = self.checkpoints.load()
+        if restored is not None and restored[2].base_version == current:
+            self.model, self.item_ids, self.state = restored
+        else:
+            if current is None:
+                raise RuntimeError("the online trainer needs a model version to start from: run `freshrec train`")
+            if restored is not None:
+                log.info("current version %s changed outside the trainer: restarting from it", current)
+            loaded = self.registry.load(current)
+            offset = (loaded.meta.get("offsets") or {}).get("to") or loaded.meta.get("data", {}).get("max_offset", 0)
+            self.model, self.item_ids = loaded.model, list(loaded.item_ids)
+            self.state = TrainerState(
+                committed_offset=int(offset), base_version=current, since_publish_from=int(offset) + 1
+            )
+        self.model.train()
+        idx = np.asarray(self.catalog.internal_ids(self.item_ids, create=True), dtype=np.int64)
+        self.row_of = {int(c): r + 1 for r, c in enumerate(idx)}
+        self.optimizer = make_optimizer(self.model, self.settings.lr, self.engine.settings.train.weight_decay)
+        self.max_len = self.model.config.max_len
+        self._rebuild_sequences()
+        self.older_holdout = self.checkpoints.load_holdout() or self.checkpoints.save_holdout(
+            self._make_older_holdout()
+        )
+        self._older_users = set(self.older_holdout["users"])
+        self._current_cache: tuple[str, SASRec] | None = None
+
+    def _rebuild_sequences(self) -> None:
+        collapse = self.engine.settings.state.collapse_repeats
+        self.sequences: dict[str, UserSequence] = {}
+        self.buffer = ReservoirBuffer(self.settings.buffer_size, seed=self.engine.settings.train.seed)
+        code, negative = self.types.code, self.types.negative
+        page: list[EventRecord] = []
+
+        def flush() -> None:
+            idx = self.catalog.internal_ids([e.item_id for e in page], create=True)
+            for e, i in zip(page, idx, strict=True):
+                seq = self.sequences.get(e.user_id)
+                if seq is None:
+                    seq = self.sequences[e.user_id] = UserSequence(self.max_len + 1, collapse)
+                if seq.add(i, code.get(e.type, 0), e.ts, e.type in negative):
+                    self.buffer.add(e.user_id)
+            page.clear()
+
+        for e in iter_events(self.engine.event_log):
+            if e.offset > self.state.committed_offset:
+                break
+            page.append(e)
+            if len(page) >= 50_000:
+                flush()
+        flush()
+
+    def _make_older_holdout(self) -> dict[str, Any]:
+        """Each sampled user's last entry as of the start, in catalogue indices (fixed for good)."""
+        users = [u for u, s in self.sequences.items() if len(s) >= 2]
+        picks = self._rng.choice(len(users), size=min(len(users), self.settings.gate_older_users), replace=False)
+        chosen = [users[i] for i in sorted(picks)]
+        return {
+            "users": chosen,
+            "items": [self.sequences[u].item_array()[:-1].tolist() for u in chosen],
+            "types": [self.sequences[u].type_array()[:-1].tolist() for u in chosen],
+            "targets": [int(self.sequences[u].item_array()[-1]) for u in chosen],
+        }
+
+    def _rows(self, catalog_idx: np.ndarray) -> np.ndarray:
+        return np.array([self.row_of.get(int(i), 0) for i in catalog_idx], dtype=np.int64)
+
+    def _eval_set(self, users: list[str], items: list[Any], types: list[Any], targets: list[int]) -> EvalSet:
+        rows = [self._rows(np.asarray(s)) for s in items]
+        keep = [r > 0 for r in rows]
+        return EvalSet(
+            users,
+            [r[k] for r, k in zip(rows, keep, strict=True)],
+            [np.asarray(t, dtype=np.int64)[k] for t, k in zip(types, keep, strict=True)],
+            self._rows(np.asarray(targets)),
+        )
+
+    # ---- one micro-batch -------------------------------------------------------------------------
+
+    def due(self, pending: int) -> bool:
+        """Whether enough has accumulated to train now (events, or time since the last batch)."""
+        if pending >= self.settings.micro_batch_events:
+            return True
+        return pending > 0 and time.monotonic() - self._last_batch_at >= self.settings.micro_batch_seconds
+
+    def poll(self, force: bool = False) -> BatchReport | None:
+        """Train one micro-batch if one is due (``force``: whatever is there). ``None`` when idle."""
+        self._follow_external_changes()
+        events = self.engine.event_log.read(self.state.committed_offset, self.settings.micro_batch_events)
+        if not events or not (force or self.due(len(events))):
+            return None
+        return self.process(events)
+
+    def process(self, events: list[EventRecord]) -> BatchReport:
+        started = time.perf_counter()
+        idx = self.catalog.internal_ids([e.item_id for e in events], create=True)
+        new_items = self._grow(events, idx)
+        decision, published = None, None
+        if time.monotonic() - self._last_publish_attempt >= self.settings.publish_interval_s:
+            decision, published = self._gate_and_publish(events, idx)
+        fresh: dict[str, int] = {}
+        code, negative = self.types.code, self.types.negative
+        collapse = self.engine.settings.state.collapse_repeats
+        for e, i in zip(events, idx, strict=True):
+            seq = self.sequences.get(e.user_id)
+            if seq is None:
+                seq = self.sequences[e.user_id] = UserSequence(self.max_len + 1, collapse)
+            if seq.add(i, code.get(e.type, 0), e.ts, e.type in negative):
+                fresh[e.user_id] = fresh.get(e.user_id, 0) + 1
+                self.buffer.add(e.user_id)
+        replay = self.buffer.sample(
+            round(self.settings.replay_ratio * len(fresh)), exclude=self._older_users | set(fresh)
+        )
+        batch = self._batch(fresh, replay)
+        loss = None
+        if batch is not None:
+            for _ in range(self.settings.steps_per_batch):
+                loss = train_step(self.model, self.optimizer, batch, self.loss, self.device)
+        self.state.committed_offset = events[-1].offset
+        self.state.add_range(events[0].offset, events[-1].offset)
+        self.state.batches += 1
+        self.checkpoints.save(self.model, self.item_ids, self.state)
+        self._last_batch_at = time.monotonic()
+        return BatchReport(
+            events[0].offset,
+            events[-1].offset,
+            len(events),
+            len(fresh),
+            len(replay),
+            new_items,
+            loss,
+            time.perf_counter() - started,
+            decision,
+            published,
+        )
+
+    def _grow(self, events: list[EventRecord], idx: list[int]) -> int:
+        unknown = list(dict.fromkeys(i for i in idx if i not in self.row_of))
+        if not unknown:
+            return 0
+        neighbours: dict[int, list[int]] = {}
+        for e, i in zip(events, idx, strict=True):
+            seq = self.sequences.get(e.user_id)
+            if i in self.row_of or seq is None or not len(seq):
+                continue
+            prev = self.row_of.get(int(seq.items[-1]))
+            if prev:
+                neighbours.setdefault(i, []).append(prev)
+        rows, how = initial_rows(self.model, unknown, neighbours, self.content)
+        grow(self.model, self.optimizer, rows)
+        for i in unknown:
+            self.item_ids.append(self.catalog.external_id(i))
+            self.row_of[i] = len(self.item_ids)
+        log.info("grew the item table by %d rows (%s)", len(unknown), {k: how.count(k) for k in set(how)})
+        return len(unknown)
+
+    def _batch(self, fresh: dict[str, int], replay: list[str]) -> Batch | None:
+        """Affected users: only their new entries are targets; replayed users: their whole window."""
+        context = self.settings.context
+        rows_x, rows_t, rows_y = [], [], []
+        for user, n_new in [*fresh.items(), *((u, None) for u in replay)]:
+            seq = self.sequences[user]
+            items, types = self._rows(seq.item_array()), seq.type_array()
+            window = min(len(items), (n_new or self.max_len) + context, self.max_len + 1)
+            items, types = items[-window:], types[-window:]
+            if len(items) < 2:
+                continue
+            x, t, y = items[:-1], types[:-1], items[1:].copy()
+            if n_new is not None:
+                y[: max(0, len(y) - n_new)] = 0  # only the new entries are targets
+            y[x == 0] = 0
+            rows_x.append(x)
+            rows_t.append(t)
+            rows_y.append(y)
+        if not rows_x or not any((y > 0).any() for y in rows_y):
+            return None
+        width = max(len(x) for x in rows_x)
+        out = [np.zeros((len(rows_x), width), dtype=np.int64) for _ in range(3)]
+        for r, (x, t, y) in enumerate(zip(rows_x, rows_t, rows_y, strict=True)):
+            out[0][r, : len(x)], out[1][r, : len(t)], out[2][r, : len(y)] = x, t, y
+        return Batch(*(torch.from_numpy(a) for a in out))
+
+    # ---- gate and publish ------------------------------------------------------------------------
+
+    def _recent_holdout(self, events: list[EventRecord], idx: list[int]) -> EvalSet:
+        """First positive event per user in this batch, scored from the sequence before it."""
+        users, items, types, targets = [], [], [], []
+        for e, i in zip(events, idx, strict=True):
+            seq = self.sequences.get(e.user_id)
+            if (
+                e.type in self.types.negative
+                or e.user_id in users
+                or seq is None
+                or len(seq) == 0
+                or seq.has_seen(i)
+                or e.user_id in self._older_users
+            ):
+                continue
+            users.append(e.user_id)
+            items.append(seq.item_array())
+            types.append(seq.type_array())
+            targets.append(i)
+            if len(users) >= self.settings.gate_recent_users:
+                break
+        return self._eval_set(users, items, types, targets)
+
+    def _current_model(self) -> tuple[str | None, SASRec | None]:
+        current = self.registry.current()
+        if current is None:
+            return None, None
+        if self._current_cache is None or self._current_cache[0] != current:
+            self._current_cache = (current, self.registry.load(current).model)
+        return current, self._current_cache[1]
+
+    def _gate_and_publish(self, events: list[EventRecord], idx: list[int]) -> tuple[GateDecision, str | None]:
+        self._last_publish_attempt = time.monotonic()
+        current_version, current = self._current_model()
+        older = self.older_holdout
+        holdouts = {
+            "recent": self._recent_holdout(events, idx),
+            "older": self._eval_set(
+                older.get("users", []), older.get("items", []), older.get("types", []), older.get("targets", [])
+            ),
+        }
+        self.model.eval()
+        decision = compare(self.model, current, holdouts, self.settings.gate_tolerance, current_version)
+        self.model.train()
+        decision.context = {
+            "trained_offsets": [self.state.since_publish_from, self.state.committed_offset],
+            "evaluated_on_offsets": [events[0].offset, events[-1].offset],
+        }
+        published = None
+        if self.state.committed_offset < self.state.since_publish_from:
+            decision.accepted, decision.reason = False, "nothing trained since the last publish"
+        elif self.registry.pinned():
+            decision.accepted, decision.reason = False, f"version {self.registry.pinned()} is pinned"
+        if decision.accepted:
+            candidate = copy.deepcopy(self.model).eval()
+            published = self.registry.publish(
+                candidate,
+                list(self.item_ids),
+                self.types.names,
+                {
+                    "kind": "online",
+                    "holdout": "none",
+                    "offsets": {"from": self.state.since_publish_from, "to": self.state.committed_offset},
+                    "trained_ranges": self.state.trained_ranges[-20:],
+                    "metrics": {"gate": decision.figures},
+                    "data": {"max_offset": self.state.committed_offset},
+                    "gate": {"reason": decision.reason, "tolerance": decision.tolerance},
+                },
+                parent=current_version,
+            )
+            decision.candidate_version = published
+            self.state.since_publish_from = self.state.committed_offset + 1
+            self.state.base_version = published
+            self._current_cache = (published, candidate)
+        self.gate_log.append(decision)
+        return decision, published
+
+    def _follow_external_changes(self) -> None:
+        """A rollback or a full retrain moved CURRENT away from our lineage: restart from it."""
+        current = self.registry.current()
+        if current is not None and current != self.state.base_version:
+            log.warning(
+                "current version is now %s (not %s): the trainer restarts from it", current, self.state.base_version
+            )
+            self.checkpoints.clear()
+            self._load()
+
+    # ---- loop ------------------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event | None = None, max_batches: int | None = None) -> int:
+        """Train until ``stop`` is set (or ``max_batches`` ran); returns the number of batches."""
+        stop = stop or threading.Event()
+        done = 0
+        while not stop.is_set() and (max_batches is None or done < max_batches):
+            report = self.poll()
+            if report is None:
+                stop.wait(self.settings.poll_interval_s)
+                continue
+            done += 1
+            log.info(
+                "trained offsets %d-%d (%d events, %d users + %d replayed, loss %s) in %.2fs%s",
+                report.first_offset,
+                report.last_offset,
+                report.events,
+                report.trained_users,
+                report.replayed_users,
+                report.loss,
+                report.seconds,
+                f"; published {report.published}" if report.published else "",
+            )
+        return done
