@@ -133,6 +133,9 @@ def train(
     device: Annotated[str | None, typer.Option(help="auto, cpu, cuda, cuda:N.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    warm_start: Annotated[
+        bool, typer.Option(help="Start from the current version; publish only if the quality gate accepts.")
+    ] = False,
     holdout: Annotated[
         str,
         typer.Option(
@@ -160,10 +163,18 @@ def train(
     )
     engine = build_engine(settings, load_model=False, progress=True)
     try:
-        report = train_and_publish(engine, holdout=holdout, progress=True)
+        report = train_and_publish(engine, holdout=holdout, progress=True, warm_start=warm_start)
     finally:
         engine.close()
     fit = report.fit
+    if report.decision is not None:
+        console.print(
+            f"quality gate: {'accepted' if report.decision.accepted else 'rejected'} — {report.decision.reason}"
+        )
+    if report.version is None:
+        print_metrics(report.metrics)
+        err_console.print("[bold red]not published:[/] the candidate is worse than the current version")
+        raise typer.Exit(code=1)
     console.print(
         f"published [bold green]{report.version}[/]: {fit.epochs} epochs (best {fit.best_epoch}, {fit.stopped}), "
         f"{fit.seconds:.0f}s, {fit.train_seconds_per_epoch:.2f}s/epoch on {fit.device} ({fit.precision}"
@@ -223,6 +234,12 @@ def replay(
     k: Annotated[int, typer.Option(help="List length scored.")] = 10,
     windows: Annotated[int, typer.Option(help="Time windows in the report.")] = 10,
     max_events: Annotated[int | None, typer.Option(help="Replay at most this many events after the cut.")] = None,
+    online_every: Annotated[
+        int, typer.Option(help="Events between online-trainer catch-ups (0: leave the live+online strategy out).")
+    ] = 1000,
+    retrain_every: Annotated[
+        int, typer.Option(help="Events between full retrains for the live+periodic-retrain strategy (0: off).")
+    ] = 0,
     epochs: Annotated[int | None, typer.Option(help="Most training epochs at the cut.")] = None,
     max_seconds: Annotated[float | None, typer.Option(help="Training time budget at the cut.")] = None,
     out: Annotated[Path, typer.Option(help="Directory for replay.json, replay.md and the PNG plots.")] = Path(
@@ -237,7 +254,16 @@ def replay(
 
     if cut_by not in ("time", "events"):
         raise ValueError(f"--cut-by must be 'time' or 'events', got {cut_by!r}")
-    options = ReplayOptions(cut=cut, cut_by=cut_by, k=k, windows=windows, max_events=max_events)  # type: ignore[arg-type]
+    options = ReplayOptions(
+        cut=cut,
+        cut_by=cut_by,
+        k=k,
+        windows=windows,
+        max_events=max_events,  # type: ignore[arg-type]
+        online_every=online_every or None,
+        retrain_every=retrain_every or None,
+    )
+
     settings = settings_from(ctx, train={"epochs": epochs, "max_seconds": max_seconds})
     src = load_source(source, items, progress=True)
     report = run_replay(src.events, settings, options, items=src.items, dataset=src.name)

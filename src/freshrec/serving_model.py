@@ -9,6 +9,7 @@ from freshrec.catalog.base import Catalog
 from freshrec.index.base import build_index
 from freshrec.model.data import pad_histories
 from freshrec.model.registry import LoadedModel
+from freshrec.model.rowmap import RowMap
 from freshrec.sequence import EventTypes
 
 
@@ -32,10 +33,8 @@ class ServingModel:
         self.model = loaded.model.eval()
         self.meta = loaded.meta
         self.max_len = self.model.config.max_len
-        cat_idx = np.asarray(catalog.internal_ids(loaded.item_ids, create=True), dtype=np.int64)
-        self.catalog_of_row = np.concatenate([[0], cat_idx])  # [Nm + 1]
-        self._row_of_catalog = np.zeros(int(cat_idx.max(initial=0)) + 1, dtype=np.int64)
-        self._row_of_catalog[cat_idx] = np.arange(1, len(cat_idx) + 1)
+        self.row_map = RowMap.from_item_ids(catalog, loaded.item_ids)
+        self.catalog_of_row = self.row_map.catalog_of_row  # [Nm + 1]
         # The model's type codes follow the type list it was trained with; map ours onto them.
         model_code = {name: i + 1 for i, name in enumerate(loaded.event_types)}
         self.type_map = np.array([0] + [model_code.get(n, 0) for n in types.names], dtype=np.int64)
@@ -52,11 +51,7 @@ class ServingModel:
 
     def rows(self, catalog_idx: np.ndarray) -> np.ndarray:
         """Model rows of catalogue indices (0 where the model has no row)."""
-        idx = np.asarray(catalog_idx, dtype=np.int64)
-        inside = idx < len(self._row_of_catalog)
-        out = np.zeros(len(idx), dtype=np.int64)
-        out[inside] = self._row_of_catalog[idx[inside]]
-        return out
+        return self.row_map.rows(catalog_idx)
 
     def allowed(self, catalog: Catalog) -> torch.Tensor:
         """[Nm + 1] bool: rows whose item is available now; cached until the catalogue changes."""

@@ -97,4 +97,4 @@ def test_live_sequences_beat_a_static_model_when_users_switch(tmp_path) -> None:
     assert live > 2 * static and live > 0.2
     assert report.strategies["co-occurrence"]["overall"]["ndcg@10"] > static
     md = report.to_markdown()
-    assert "| live-sequences |" in md and "pending" in md
+    assert "| live-sequences |" in md and "| live+online |" in md and "forgetting" in md

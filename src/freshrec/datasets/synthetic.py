@@ -14,7 +14,10 @@ How it is built (all seeded):
 * **Sessions** are views that follow the browsing chain (sometimes jumping to a popular item or to the
   complement), then often a click on the last item viewed, then sometimes cart and purchase. Sessions
   are hours to days apart; events within a session are seconds apart.
-* **New arrivals**: a share of items launches part-way through the period and is never seen before.
+* **New arrivals and product life cycles**: a share of items launches part-way through the period and is
+  never seen before; every item is most popular right after its launch (``novelty`` times its base
+  popularity, decaying with a ``novelty_days`` time constant), so what sells drifts over time in ways a
+  model trained on the past cannot know.
 """
 
 from __future__ import annotations
@@ -132,6 +135,8 @@ class _Catalogue:
     popularity: np.ndarray  # [I] Zipf weights within category
     complement: np.ndarray  # [I] complementary item in the linked category
     launch: np.ndarray  # [I] launch time
+    novelty: float = 0.0  # popularity boost right after launch
+    novelty_seconds: float = 1.0  # decay time constant of that boost
 
 
 def _build_catalogue(
@@ -166,7 +171,8 @@ def _pick_popular(cat: _Catalogue, c: int, now: float, rng: np.random.Generator)
     live = chain[cat.launch[chain] <= now]
     if not len(live):
         live = chain
-    w = cat.popularity[live]
+    age = np.maximum(0.0, now - cat.launch[live])
+    w = cat.popularity[live] * (1.0 + cat.novelty * np.exp(-age / cat.novelty_seconds))
     return int(rng.choice(live, p=w / w.sum()))
 
 
@@ -202,7 +208,9 @@ def generate_shop(
     sessions_per_user: tuple[int, int] = (4, 14),
     days: float = 60.0,
     drift: float = 0.15,
-    new_item_fraction: float = 0.1,
+    new_item_fraction: float = 0.25,
+    novelty: float = 4.0,
+    novelty_days: float = 7.0,
     seed: int = 0,
     start_ts: float = 1_700_000_000.0,
 ) -> SyntheticShop:
@@ -221,6 +229,7 @@ def generate_shop(
     rng = np.random.default_rng(seed)
     end_ts = start_ts + days * 86400.0
     cat = _build_catalogue(n_items, n_categories, start_ts, end_ts, new_item_fraction, rng)
+    cat.novelty, cat.novelty_seconds = novelty, novelty_days * 86400.0
     names = list(_CATEGORIES)[:n_categories]
     item_ids = [f"sku-{i:05d}" for i in range(n_items)]
     items = []

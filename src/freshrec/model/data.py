@@ -6,7 +6,7 @@ Shapes use B (batch), L (sequence length), N (catalogue size). Item values are c
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,6 +104,22 @@ class EvalSet:
 
     def __len__(self) -> int:
         return len(self.users)
+
+    def remap(self, rows: Callable[[np.ndarray], np.ndarray], type_map: np.ndarray | None = None) -> EvalSet:
+        """The same set in a model's row space (``rows``: catalogue indices -> rows, 0 = unknown).
+
+        History entries the model has no row for are dropped; a target it has no row for becomes 0,
+        which can never be hit (the model cannot recommend what it does not know).
+        """
+        mapped = [rows(s) for s in self.items]
+        keep = [m > 0 for m in mapped]
+        types = [t if type_map is None else type_map[t] for t in self.types]
+        return EvalSet(
+            self.users,
+            [m[k] for m, k in zip(mapped, keep, strict=True)],
+            [t[k] for t, k in zip(types, keep, strict=True)],
+            rows(self.targets),
+        )
 
 
 @dataclass

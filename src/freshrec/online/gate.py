@@ -7,10 +7,13 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from freshrec.eval.offline import evaluate_scorer, model_scorer
 from freshrec.model.data import EvalSet
@@ -36,17 +39,22 @@ class GateDecision:
         return asdict(self)
 
 
+#: a model and its catalogue-index -> row translation
+Contender = tuple[SASRec, Callable[[np.ndarray], np.ndarray]]
+
+
 def compare(
-    candidate: SASRec,
-    current: SASRec | None,
+    candidate: Contender,
+    current: Contender | None,
     holdouts: dict[str, EvalSet],
     tolerance: float,
     current_version: str | None,
 ) -> GateDecision:
     """Accept when, on every holdout, candidate NDCG@10 >= (1 - tolerance) x current NDCG@10.
 
-    Holdouts are in the candidate's row space; with no current model the candidate is accepted.
-    Empty holdouts are skipped (and named in the reason).
+    Holdouts are in catalogue indices; each model is scored in its own row space (an item it has no row
+    for cannot be recommended by it). With no current model the candidate is accepted; empty holdouts
+    are skipped and named in the reason.
     """
     figures: dict[str, dict[str, dict[str, float]]] = {}
     failures, skipped = [], []
@@ -54,42 +62,34 @@ def compare(
         if not len(data):
             skipped.append(name)
             continue
-        cand = evaluate_scorer(model_scorer(candidate), data, ks=(10,))
-        figures[name] = {"candidate": cand}
+        figures[name] = {"candidate": _score(candidate, data)}
         if current is None:
             continue
-        cur = evaluate_scorer(model_scorer(current), _clip_rows(data, current.num_items), ks=(10,))
-        figures[name]["current"] = cur
-        if cand[GATE_METRIC] < (1 - tolerance) * cur[GATE_METRIC]:
-            failures.append(
-                f"{name} {GATE_METRIC} {cand[GATE_METRIC]:.4f} < {1 - tolerance:.2f} x {cur[GATE_METRIC]:.4f}"
-            )
+        figures[name]["current"] = _score(current, data)
+        cand, cur = figures[name]["candidate"][GATE_METRIC], figures[name]["current"][GATE_METRIC]
+        if cand < (1 - tolerance) * cur:
+            failures.append(f"{name} {GATE_METRIC} {cand:.4f} < {1 - tolerance:.2f} x {cur:.4f}")
     if current is None:
         reason = "no current version"
     elif failures:
         reason = "worse than current: " + "; ".join(failures)
+    elif figures:
+        reason = f"not worse than current beyond {tolerance:.0%} on " + ", ".join(figures)
     else:
-        reason = f"not worse than current beyond {tolerance:.0%} on " + ", ".join(figures) if figures else "no holdout"
+        reason = "no holdout to judge on"
     if skipped:
         reason += f" (empty holdouts skipped: {', '.join(skipped)})"
     return GateDecision(not failures, reason, tolerance, figures, current_version)
 
 
-def _clip_rows(data: EvalSet, num_items: int) -> EvalSet:
-    """The current model may know fewer items (new rows were grown since): map unknown rows to 0."""
-    import numpy as np
-
-    def clip(a: np.ndarray) -> np.ndarray:
-        return np.where(a <= num_items, a, 0)
-
-    items = [clip(s) for s in data.items]
-    keep = [s > 0 for s in items]
-    return EvalSet(
-        data.users,
-        [s[k] for s, k in zip(items, keep, strict=True)],
-        [t[k] for t, k in zip(data.types, keep, strict=True)],
-        clip(data.targets),
-    )
+def _score(contender: Contender, data: EvalSet) -> dict[str, float]:
+    model, rows = contender
+    was = model.training
+    model.eval()
+    try:
+        return evaluate_scorer(model_scorer(model), data.remap(rows), ks=(10,))
+    finally:
+        model.train(was)
 
 
 class GateLog:

@@ -1,9 +1,12 @@
 """Growing the item table in place when new items arrive: no retrain, existing rows untouched.
 
 New rows are initialised, in order of preference, from the item's content (when a content mapping is
-available), from the items it co-occurs with (the entries just before it in users' sequences), or from
-small random values at the scale of the existing table. The optimizer's moment estimates grow with the
-table (zeros for the new rows), so training continues without resetting what it learned.
+available), from the items it co-occurs with, or from small random values at the scale of the existing
+table. Co-occurrence here means the model's own reading of the sequences that led to the item: the mean
+user vector of those contexts, scaled to a typical row norm. Since a score is a dot product with the user
+vector, the new item then ranks high exactly where it was chosen, before any gradient step. The
+optimizer's moment estimates grow with the table (zeros for the new rows), so training continues without
+resetting what it learned.
 """
 
 from __future__ import annotations
@@ -21,16 +24,18 @@ ContentRows = Callable[[Sequence[int]], torch.Tensor | None]
 def initial_rows(
     model: SASRec,
     new_catalog_idx: Sequence[int],
-    neighbours: dict[int, list[int]],
+    contexts: dict[int, torch.Tensor],
     content: ContentRows | None = None,
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, list[str]]:
     """Rows for new items and how each was initialised ("content", "co-occurrence", "random").
 
-    ``neighbours[catalog_idx]``: model rows of items seen just before the new item.
+    ``contexts[catalog_idx]``: [C, D] user vectors of the sequences just before the item was chosen.
     """
     table = model.item_emb.weight.detach()
-    scale = float(table[1:].std()) if table.shape[0] > 2 else model.config.dim**-0.5
+    known = table[1:]
+    scale = float(known.std()) if known.shape[0] > 1 else model.config.dim**-0.5
+    norm = float(known.norm(dim=1).mean()) if known.shape[0] else 1.0
     rows = torch.randn(len(new_catalog_idx), table.shape[1], generator=generator) * scale * 0.1
     how = ["random"] * len(new_catalog_idx)
     from_content = content(new_catalog_idx) if content is not None else None
@@ -38,8 +43,9 @@ def initial_rows(
         if from_content is not None and not torch.isnan(from_content[j]).any():
             rows[j] = from_content[j]
             how[j] = "content"
-        elif neighbours.get(idx):
-            rows[j] = table[torch.tensor(neighbours[idx])].mean(0)
+        elif idx in contexts and len(contexts[idx]):
+            mean = contexts[idx].float().mean(0)
+            rows[j] = mean * (norm / max(float(mean.norm()), 1e-8))
             how[j] = "co-occurrence"
     return rows, how
 

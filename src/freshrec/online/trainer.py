@@ -31,13 +31,13 @@ import torch
 
 from freshrec.config import OnlineSettings
 from freshrec.events.base import iter_events
-from freshrec.model.data import Batch, EvalSet
+from freshrec.model.data import Batch, EvalSet, pad_histories
 from freshrec.model.losses import FullSoftmaxCE
-from freshrec.model.sasrec import SASRec
+from freshrec.model.rowmap import RowMap
 from freshrec.model.train import make_optimizer, train_step
 from freshrec.online.buffer import ReservoirBuffer
 from freshrec.online.checkpoint import CheckpointStore, TrainerState
-from freshrec.online.gate import GateDecision, GateLog, compare
+from freshrec.online.gate import Contender, GateDecision, GateLog, compare
 from freshrec.online.growth import ContentRows, grow, initial_rows
 from freshrec.schema import EventRecord
 from freshrec.sequence import UserSequence
@@ -105,8 +105,7 @@ class OnlineTrainer:
                 committed_offset=int(offset), base_version=current, since_publish_from=int(offset) + 1
             )
         self.model.train()
-        idx = np.asarray(self.catalog.internal_ids(self.item_ids, create=True), dtype=np.int64)
-        self.row_of = {int(c): r + 1 for r, c in enumerate(idx)}
+        self.row_map = RowMap.from_item_ids(self.catalog, self.item_ids)
         self.optimizer = make_optimizer(self.model, self.settings.lr, self.engine.settings.train.weight_decay)
         self.max_len = self.model.config.max_len
         self._rebuild_sequences()
@@ -114,7 +113,7 @@ class OnlineTrainer:
             self._make_older_holdout()
         )
         self._older_users = set(self.older_holdout["users"])
-        self._current_cache: tuple[str, SASRec] | None = None
+        self._current_cache: tuple[str, Contender] | None = None
 
     def _rebuild_sequences(self) -> None:
         collapse = self.engine.settings.state.collapse_repeats
@@ -144,7 +143,9 @@ class OnlineTrainer:
     def _make_older_holdout(self) -> dict[str, Any]:
         """Each sampled user's last entry as of the start, in catalogue indices (fixed for good)."""
         users = [u for u, s in self.sequences.items() if len(s) >= 2]
-        picks = self._rng.choice(len(users), size=min(len(users), self.settings.gate_older_users), replace=False)
+        # at most a fifth of the users: the rest must stay available to the replay buffer
+        size = min(self.settings.gate_older_users, len(users) // 5)
+        picks = self._rng.choice(len(users), size=size, replace=False)
         chosen = [users[i] for i in sorted(picks)]
         return {
             "users": chosen,
@@ -153,18 +154,18 @@ class OnlineTrainer:
             "targets": [int(self.sequences[u].item_array()[-1]) for u in chosen],
         }
 
-    def _rows(self, catalog_idx: np.ndarray) -> np.ndarray:
-        return np.array([self.row_of.get(int(i), 0) for i in catalog_idx], dtype=np.int64)
-
-    def _eval_set(self, users: list[str], items: list[Any], types: list[Any], targets: list[int]) -> EvalSet:
-        rows = [self._rows(np.asarray(s)) for s in items]
-        keep = [r > 0 for r in rows]
+    def older_eval_set(self) -> EvalSet:
+        """The fixed older holdout (forgetting), in catalogue indices."""
+        older = self.older_holdout
         return EvalSet(
-            users,
-            [r[k] for r, k in zip(rows, keep, strict=True)],
-            [np.asarray(t, dtype=np.int64)[k] for t, k in zip(types, keep, strict=True)],
-            self._rows(np.asarray(targets)),
+            older["users"],
+            [np.asarray(x, dtype=np.int64) for x in older["items"]],
+            [np.asarray(t, dtype=np.int64) for t in older["types"]],
+            np.asarray(older["targets"], dtype=np.int64),
         )
+
+    def _rows(self, catalog_idx: np.ndarray) -> np.ndarray:
+        return self.row_map.rows(catalog_idx)
 
     # ---- one micro-batch -------------------------------------------------------------------------
 
@@ -225,23 +226,49 @@ class OnlineTrainer:
             published,
         )
 
-    def _grow(self, events: list[EventRecord], idx: list[int]) -> int:
-        unknown = list(dict.fromkeys(i for i in idx if i not in self.row_of))
-        if not unknown:
-            return 0
-        neighbours: dict[int, list[int]] = {}
+    def _walk(self, events: list[EventRecord], idx: list[int]):
+        """Events in order with each user's history just before it (sequence + earlier events of this
+        batch), as catalogue indices; the trainer's sequences are not modified."""
+        pending: dict[str, tuple[list[int], list[int]]] = {}
+        code = self.types.code
         for e, i in zip(events, idx, strict=True):
             seq = self.sequences.get(e.user_id)
-            if i in self.row_of or seq is None or not len(seq):
-                continue
-            prev = self.row_of.get(int(seq.items[-1]))
-            if prev:
-                neighbours.setdefault(i, []).append(prev)
-        rows, how = initial_rows(self.model, unknown, neighbours, self.content)
+            extra_items, extra_types = pending.setdefault(e.user_id, ([], []))
+            base_items = seq.item_array() if seq is not None else np.zeros(0, dtype=np.int64)
+            base_types = seq.type_array() if seq is not None else np.zeros(0, dtype=np.int64)
+            history = np.concatenate([base_items, np.asarray(extra_items, dtype=np.int64)])
+            types = np.concatenate([base_types, np.asarray(extra_types, dtype=np.int64)])
+            yield e, i, history, types
+            if e.type not in self.types.negative and (not len(history) or history[-1] != i):
+                extra_items.append(i)
+                extra_types.append(code.get(e.type, 0))
+
+    def _grow(self, events: list[EventRecord], idx: list[int]) -> int:
+        unknown = list(dict.fromkeys(i for i in idx if not self._rows(np.array([i]))[0]))
+        if not unknown:
+            return 0
+        wanted = set(unknown)
+        owners, histories, history_types = [], [], []
+        for e, i, history, types in self._walk(events, idx):
+            rows = self._rows(history[-self.max_len :])
+            keep = rows > 0
+            if i in wanted and keep.any() and e.type not in self.types.negative:
+                owners.append(i)
+                histories.append(rows[keep])
+                history_types.append(types[-self.max_len :][keep])
+        contexts: dict[int, torch.Tensor] = {}
+        if owners:
+            x, t, lengths = pad_histories(histories, history_types, self.max_len)
+            self.model.eval()
+            with torch.no_grad():
+                users = self.model.encode(x, lengths, t)
+            self.model.train()
+            for i in set(owners):
+                contexts[i] = users[[j for j, o in enumerate(owners) if o == i]]
+        rows, how = initial_rows(self.model, unknown, contexts, self.content)
         grow(self.model, self.optimizer, rows)
-        for i in unknown:
-            self.item_ids.append(self.catalog.external_id(i))
-            self.row_of[i] = len(self.item_ids)
+        self.item_ids.extend(self.catalog.external_id(i) for i in unknown)
+        self.row_map = self.row_map.extended(unknown)
         log.info("grew the item table by %d rows (%s)", len(unknown), {k: how.count(k) for k in set(how)})
         return len(unknown)
 
@@ -274,47 +301,45 @@ class OnlineTrainer:
     # ---- gate and publish ------------------------------------------------------------------------
 
     def _recent_holdout(self, events: list[EventRecord], idx: list[int]) -> EvalSet:
-        """First positive event per user in this batch, scored from the sequence before it."""
+        """Each user's first new-to-them positive event in this batch, scored from the history before it."""
         users, items, types, targets = [], [], [], []
-        for e, i in zip(events, idx, strict=True):
-            seq = self.sequences.get(e.user_id)
+        taken: set[str] = set()
+        for e, i, history, history_types in self._walk(events, idx):
             if (
                 e.type in self.types.negative
-                or e.user_id in users
-                or seq is None
-                or len(seq) == 0
-                or seq.has_seen(i)
+                or e.user_id in taken
+                or not len(history)
+                or i in set(history.tolist())
                 or e.user_id in self._older_users
             ):
                 continue
+            taken.add(e.user_id)
             users.append(e.user_id)
-            items.append(seq.item_array())
-            types.append(seq.type_array())
+            items.append(history)
+            types.append(history_types)
             targets.append(i)
             if len(users) >= self.settings.gate_recent_users:
                 break
-        return self._eval_set(users, items, types, targets)
+        return EvalSet(users, items, types, np.asarray(targets, dtype=np.int64))
 
-    def _current_model(self) -> tuple[str | None, SASRec | None]:
+    def _current_model(self) -> tuple[str | None, Contender | None]:
         current = self.registry.current()
         if current is None:
             return None, None
         if self._current_cache is None or self._current_cache[0] != current:
-            self._current_cache = (current, self.registry.load(current).model)
+            loaded = self.registry.load(current)
+            rows = RowMap.from_item_ids(self.catalog, loaded.item_ids).rows
+            self._current_cache = (current, (loaded.model, rows))
         return current, self._current_cache[1]
 
     def _gate_and_publish(self, events: list[EventRecord], idx: list[int]) -> tuple[GateDecision, str | None]:
         self._last_publish_attempt = time.monotonic()
         current_version, current = self._current_model()
-        older = self.older_holdout
-        holdouts = {
-            "recent": self._recent_holdout(events, idx),
-            "older": self._eval_set(
-                older.get("users", []), older.get("items", []), older.get("types", []), older.get("targets", [])
-            ),
-        }
+        holdouts = {"recent": self._recent_holdout(events, idx), "older": self.older_eval_set()}
         self.model.eval()
-        decision = compare(self.model, current, holdouts, self.settings.gate_tolerance, current_version)
+        decision = compare(
+            (self.model, self.row_map.rows), current, holdouts, self.settings.gate_tolerance, current_version
+        )
         self.model.train()
         decision.context = {
             "trained_offsets": [self.state.since_publish_from, self.state.committed_offset],
@@ -345,7 +370,7 @@ class OnlineTrainer:
             decision.candidate_version = published
             self.state.since_publish_from = self.state.committed_offset + 1
             self.state.base_version = published
-            self._current_cache = (published, candidate)
+            self._current_cache = (published, (candidate, self.row_map.rows))
         self.gate_log.append(decision)
         return decision, published
 

@@ -1,0 +1,169 @@
+"""The strategies a streaming replay compares, all reading the same live engine (see eval/replay.py)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from freshrec.eval.offline import evaluate_scorer, model_scorer
+from freshrec.recommend import Recommender
+from freshrec.schema import EventRecord
+from freshrec.serving_model import ServingModel
+
+if TYPE_CHECKING:
+    from freshrec.engine import Engine
+
+log = logging.getLogger(__name__)
+
+
+def _ids(result: Any) -> list[str]:
+    return [i.item_id for i in result.items]
+
+
+class StaticModel:
+    """The nightly batch job: every user's list computed at the cut and never updated."""
+
+    name = "static"
+
+    def __init__(self, engine: Engine, k: int) -> None:
+        self.lists = {u: _ids(engine.recommend(u, k)) for u in engine.state.user_ids()}
+        self.fallback = _ids(engine.recommender.trending_list("\x00nobody", k))
+
+    def recommend(self, user_id: str, k: int) -> list[str]:
+        return self.lists.get(user_id, self.fallback)
+
+    def learn(self, event: EventRecord) -> None:
+        pass
+
+
+class LiveSequences:
+    """The cut model's weights, each user's sequence as of the last event: freshrec's hot path."""
+
+    name = "live-sequences"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def recommend(self, user_id: str, k: int) -> list[str]:
+        return _ids(self.engine.recommend(user_id, k))
+
+    def learn(self, event: EventRecord) -> None:
+        pass
+
+
+class LiveTrending:
+    """Time-decayed popularity updated per event, the user's seen items excluded."""
+
+    name = "trending"
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def recommend(self, user_id: str, k: int) -> list[str]:
+        return _ids(self.engine.recommender.trending_list(user_id, k))
+
+    def learn(self, event: EventRecord) -> None:
+        pass
+
+
+def _side_recommender(engine: Engine) -> Recommender:
+    """A recommender over the engine's live state and trending, with its own model slot."""
+    settings = engine.settings.serving.model_copy(update={"micro_batch": 1})
+    return Recommender(engine.state, engine.catalog, engine.trending, engine.types, settings)
+
+
+class OnlineLearning:
+    """Live sequences plus the online trainer: every ``every`` events the trainer catches up on the log
+    (micro-batches, gate, publish) and a published version is swapped in, as `freshrec serve` does."""
+
+    name = "live+online"
+
+    def __init__(self, engine: Engine, every: int) -> None:
+        from freshrec.online.trainer import OnlineTrainer
+
+        online = engine.settings.online.model_copy(update={"publish_interval_s": 0.0})
+        self.engine = engine
+        self.trainer = OnlineTrainer(engine, online)
+        self.recommender = _side_recommender(engine)
+        self.recommender.swap(engine.recommender.serving)
+        self.every = max(1, every)
+        self.seen = 0
+        self.published: list[str] = []
+        self.decisions = {"accepted": 0, "rejected": 0}
+        self._older = self.trainer.older_eval_set()
+        self.before = self._older_ndcg(self.trainer.model, self.trainer.row_map.rows)
+
+    def _older_ndcg(self, model: Any, rows: Any) -> float:
+        if not len(self._older):
+            return float("nan")
+        was = model.training
+        model.eval()
+        value = evaluate_scorer(model_scorer(model), self._older.remap(rows), ks=(10,))["ndcg@10"]
+        model.train(was)
+        return value
+
+    def recommend(self, user_id: str, k: int) -> list[str]:
+        return _ids(self.recommender.recommend(user_id, k))
+
+    def learn(self, event: EventRecord) -> None:
+        self.seen += 1
+        if self.seen % self.every == 0:
+            self.catch_up()
+
+    def catch_up(self) -> None:
+        while (report := self.trainer.poll(force=True)) is not None:
+            if report.decision is not None:
+                self.decisions["accepted" if report.decision.accepted else "rejected"] += 1
+            if report.published:
+                loaded = self.engine.registry.load(report.published)
+                self.recommender.swap(ServingModel(loaded, self.engine.catalog, self.engine.types))
+                self.published.append(report.published)
+
+    def summary(self) -> dict[str, Any]:
+        serving = self.recommender.serving
+        after = self._older_ndcg(serving.model, serving.rows) if serving is not None else float("nan")
+        return {
+            "published_versions": len(self.published),
+            "gate": self.decisions,
+            "older_holdout_ndcg@10": {"before": self.before, "after": after},
+            "micro_batch_every_events": self.every,
+        }
+
+
+class PeriodicRetrain:
+    """Live sequences plus a full retrain from scratch on everything logged, every ``every`` events."""
+
+    name = "live+periodic-retrain"
+
+    def __init__(self, engine: Engine, every: int, work_dir: Path) -> None:
+        from freshrec.engine import Engine as EngineType
+        from freshrec.model.registry import ModelRegistry
+
+        # Same log, catalogue and state; its own registry, so its versions never move the main CURRENT.
+        self.trainer_engine = EngineType(
+            engine.settings, engine.event_log, engine.catalog, engine.state, ModelRegistry(work_dir / "retrain-models")
+        )
+        self.engine = engine
+        self.recommender = _side_recommender(engine)
+        self.recommender.swap(engine.recommender.serving)
+        self.every = max(1, every)
+        self.seen = 0
+        self.retrains = 0
+
+    def recommend(self, user_id: str, k: int) -> list[str]:
+        return _ids(self.recommender.recommend(user_id, k))
+
+    def learn(self, event: EventRecord) -> None:
+        from freshrec.model.pipeline import train_and_publish
+
+        self.seen += 1
+        if self.seen % self.every:
+            return
+        report = train_and_publish(self.trainer_engine, holdout="valid", progress=False)
+        loaded = self.trainer_engine.registry.load(report.version)
+        self.recommender.swap(ServingModel(loaded, self.engine.catalog, self.engine.types))
+        self.retrains += 1
+
+    def summary(self) -> dict[str, Any]:
+        return {"retrains": self.retrains, "every_events": self.every}
