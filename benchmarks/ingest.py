@@ -25,7 +25,7 @@ from machine import ROOT, write_json
 from stores import Server
 
 
-async def closed_loop(url: str, batch: int, clients: int, duration: float) -> dict:
+async def closed_loop(url: str, batch: int, clients: int, duration: float, server_log=lambda: "") -> dict:
     acked = 0
     latencies: list[float] = []
     stop = time.perf_counter() + duration
@@ -47,7 +47,8 @@ async def closed_loop(url: str, batch: int, clients: int, duration: float) -> di
                 t0 = time.perf_counter()
                 r = await http.post("/v1/events", json=body)
                 latencies.append(time.perf_counter() - t0)
-                r.raise_for_status()
+                if r.is_error:
+                    raise RuntimeError(f"POST /v1/events -> {r.status_code}: {r.text[:300]}\n{server_log()}")
                 acked += r.json()["accepted"]
                 n += 1
 
@@ -81,7 +82,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="freshrec-ingest-") as tmp, Server(Path(tmp)) as server:
         print(f"{'batch':>6} {'clients':>7} {'events/s':>10} {'req p50 ms':>11} {'req p99 ms':>11}")
         for batch in (int(b) for b in args.batches.split(",")):
-            row = asyncio.run(closed_loop(server.url, batch, args.clients, args.duration))
+            row = asyncio.run(closed_loop(server.url, batch, args.clients, args.duration, server.log))
             rows.append(row)
             print(
                 f"{batch:>6} {args.clients:>7} {row['events_per_second']:>10.0f} {row['request_p50_ms']:>11.2f} "

@@ -63,19 +63,20 @@ def free_port() -> int:
 class Server:
     """`freshrec serve` in a child process; ``env`` adds FRESHREC_* settings."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, online: bool = False) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "freshrec.cli", "--data-dir", str(data_dir), "serve", "--port", str(self.port)],
-            env={**os.environ, **(env or {})},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        # A file, not a pipe: nobody drains a pipe while the benchmark runs, and a full one blocks the server.
+        Path(data_dir).mkdir(parents=True, exist_ok=True)
+        self.log_path = Path(data_dir) / f"server-{self.port}.log"
+        self._log = self.log_path.open("wb")
+        cmd = [sys.executable, "-m", "freshrec.cli", "--data-dir", str(data_dir), "serve", "--port", str(self.port)]
+        cmd.append("--online" if online else "--no-online")
+        self.proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+                raise RuntimeError(f"server exited: {self.log()}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
                     return
@@ -91,6 +92,11 @@ class Server:
                 return int(line.split()[1]) / 1024
         return float("nan")
 
+    def log(self, tail: int = 4000) -> str:
+        """The last ``tail`` characters the server wrote."""
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")[-tail:]
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.terminate()
@@ -99,6 +105,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._log.close()
 
     def __enter__(self) -> Server:
         return self

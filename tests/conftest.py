@@ -98,14 +98,20 @@ def free_port() -> int:
 class ServerProcess:
     """``freshrec serve`` as a real child process on 127.0.0.1 (started and always stopped by tests)."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, online: bool = False, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
+        self.online = online
+        self.extra_env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 60.0) -> ServerProcess:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **self.extra_env}
+        # output goes to a file: a pipe nobody reads could fill up and block the server
+        self.log_path = self.data_dir.parent / f"server-{self.port}.log"
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - lives as long as the server process
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -118,16 +124,16 @@ class ServerProcess:
                 "127.0.0.1",
                 "--port",
                 str(self.port),
+                "--online" if self.online else "--no-online",
             ],
             env=env,
-            stdout=subprocess.PIPE,
+            stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                out = self.proc.stdout.read().decode() if self.proc.stdout else ""
-                raise RuntimeError(f"server exited with {self.proc.returncode}: {out}")
+                raise RuntimeError(f"server exited with {self.proc.returncode}: {self.log_path.read_text()[-3000:]}")
             try:
                 if httpx.get(f"{self.url}/health", timeout=1.0).status_code == 200:
                     return self
@@ -151,16 +157,16 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=15)
-        if self.proc is not None and self.proc.stdout:
-            self.proc.stdout.close()
+        if self.proc is not None:
+            self._log.close()
 
 
 @pytest.fixture
 def server_factory() -> Iterator:
     started: list[ServerProcess] = []
 
-    def start(data_dir: Path) -> ServerProcess:
-        server = ServerProcess(data_dir)
+    def start(data_dir: Path, online: bool = False, env: dict[str, str] | None = None) -> ServerProcess:
+        server = ServerProcess(data_dir, online, env)
         started.append(server)
         return server.start()
 

@@ -53,6 +53,18 @@ def test_two_handles_on_one_file_agree(url: str) -> None:
     two.close()
 
 
+def test_claiming_an_id_another_handle_already_took_leaves_no_gap(url: str) -> None:
+    one, two = open_catalog(url), open_catalog(url)
+    assert one.internal_ids(["a", "b"]) == [1, 2]
+    # two has not seen one's rows and claims an overlapping batch: "a" must not burn an index.
+    assert two.internal_ids(["a", "x"]) == [1, 3]
+    assert one.internal_ids(["y", "x"]) == [4, 3]
+    three = open_catalog(url)
+    assert three.external_ids() == ["a", "b", "x", "y"]
+    for cat in (one, two, three):
+        cat.close()
+
+
 def test_version_changes_on_every_write(url: str) -> None:
     cat = open_catalog(url)
     v0 = cat.version

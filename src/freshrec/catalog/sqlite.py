@@ -1,8 +1,8 @@
 """SQLite catalogue: items and the id map in one file, mirrored in memory for the hot path.
 
 The in-memory mirror (ids, titles, categories, availability) answers every serving lookup without a
-query. New ids are claimed with ``INSERT OR IGNORE`` followed by a lookup, so several processes sharing
-the file agree on every index; a process that sees an index beyond its mirror reloads the missing rows.
+query. New ids are claimed inside a write transaction after reading the rows other processes added, so
+several processes sharing the file agree on every index and the indices stay dense.
 """
 
 from __future__ import annotations
@@ -93,11 +93,18 @@ class SQLiteCatalog:
 
     def _claim(self, cur: sqlite3.Cursor, item_ids: Sequence[str]) -> None:
         """Create rows for ids not yet stored (inside the caller's transaction) and mirror them."""
+        # The caller holds the write lock, so after catching up with rows other processes added, the next
+        # free index is known and nobody can take it. Indices are given explicitly: AUTOINCREMENT with
+        # INSERT OR IGNORE burns a number on every ignored row, which would leave gaps in the dense map.
+        self._load_after(len(self._ids))
         new = list(dict.fromkeys(i for i in item_ids if i not in self._index))
         if not new:
             return
+        start = len(self._ids) + 1
+        now = time.time()
         cur.executemany(
-            "INSERT OR IGNORE INTO items (item_id, updated_at) VALUES (?, ?)", [(i, time.time()) for i in new]
+            "INSERT INTO items (idx, item_id, updated_at) VALUES (?, ?, ?)",
+            [(start + k, i, now) for k, i in enumerate(new)],
         )
         self._load_after(len(self._ids))
 

@@ -102,7 +102,11 @@ class OnlineTrainer:
             offset = (loaded.meta.get("offsets") or {}).get("to") or loaded.meta.get("data", {}).get("max_offset", 0)
             self.model, self.item_ids = loaded.model, list(loaded.item_ids)
             self.state = TrainerState(
-                committed_offset=int(offset), base_version=current, since_publish_from=int(offset) + 1
+                committed_offset=int(offset),
+                base_version=current,
+                since_publish_from=int(offset) + 1,
+                # A crash between publishing and checkpointing lands here: keep the lineage's record.
+                trained_ranges=[list(r) for r in loaded.meta.get("trained_ranges", [])],
             )
         self.model.train()
         self.row_map = RowMap.from_item_ids(self.catalog, self.item_ids)

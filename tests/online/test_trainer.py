@@ -1,0 +1,178 @@
+"""The online trainer on a real store: growth, lineage, the gate, crash recovery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from freshrec.engine import Engine, build_engine
+from freshrec.model.sasrec import SASRec, SASRecConfig
+from freshrec.online.checkpoint import CheckpointStore
+from freshrec.online.growth import grow
+from freshrec.online.trainer import OnlineTrainer
+from freshrec.schema import EventIn, ItemIn
+from tests.conftest import TrainedStore, make_settings
+
+ONLINE = {"publish_interval_s": 0, "micro_batch_events": 400, "gate_tolerance": 0.5}
+
+
+def engine_on(trained: TrainedStore, tmp_path: Path, **online: object) -> Engine:
+    settings = make_settings(trained.copy_to(tmp_path / "data"), online={**ONLINE, **online})
+    return build_engine(settings)
+
+
+def stream_with_new_item(trained: TrainedStore, engine: Engine, users: int = 200) -> tuple[str, str]:
+    """New users who view a known item X and then a brand-new item: a shifted interest."""
+    anchor = trained.shop.items[5].item_id
+    engine.upsert_items([ItemIn(item_id="sku-new", title="Brand new", categories=[trained.shop.category_of[anchor]])])
+    t0 = trained.shop.end_ts + 100
+    events = []
+    for u in range(users):
+        events += [
+            EventIn(user_id=f"fresh-{u}", item_id=anchor, type="view", ts=t0 + 10 * u),
+            EventIn(user_id=f"fresh-{u}", item_id="sku-new", type="click", ts=t0 + 10 * u + 5),
+        ]
+    for i in range(0, len(events), 1000):
+        engine.ingest(events[i : i + 1000])
+    return anchor, "sku-new"
+
+
+def test_growth_keeps_existing_rows_and_optimizer_state() -> None:
+    model = SASRec(SASRecConfig(num_items=5, dim=8, heads=1, layers=1, max_len=4))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.item_emb.weight.sum().backward()
+    opt.step()
+    before = model.item_emb.weight.detach().clone()
+    grow(model, opt, torch.ones(2, 8))
+    assert torch.equal(model.item_emb.weight[:6], before)
+    assert model.item_emb.weight in [p for g in opt.param_groups for p in g["params"]]
+    assert opt.state[model.item_emb.weight]["exp_avg"].shape == (8, 8)
+    model.item_emb.weight.sum().backward()
+    opt.step()  # training continues on the grown table
+
+
+def test_new_item_becomes_recommendable_with_lineage(trained: TrainedStore, tmp_path: Path) -> None:
+    engine = engine_on(trained, tmp_path)
+    try:
+        base_rows = engine.registry.load().model.item_emb.weight.detach().clone()
+        first = engine.event_log.last_offset() + 1
+        anchor, new_item = stream_with_new_item(trained, engine)
+        trainer = OnlineTrainer(engine)
+        reports = []
+        while (report := trainer.poll(force=True)) is not None:
+            reports.append(report)
+        # a final batch so the last trained events are judged and published
+        engine.ingest([EventIn(user_id="late", item_id=anchor, type="view")])
+        reports.append(trainer.poll(force=True))
+        assert sum(r.new_items for r in reports) == 1
+        assert trainer.item_ids[-1] == new_item and trainer.model.num_items == len(trained.shop.items) + 1
+        published = [r.published for r in reports if r.published]
+        assert published, [r.decision.reason for r in reports if r.decision]
+        meta = engine.registry.meta(published[-1])
+        assert meta["kind"] == "online" and meta["parent"] is not None
+        assert meta["offsets"]["to"] >= engine.event_log.last_offset() - 1
+        history = engine.registry.history()
+        assert history[0]["offsets"]["to"] == first - 1  # the trained fixture's version
+        covered = [o for lo, hi in trainer.state.trained_ranges for o in range(lo, hi + 1)]
+        assert covered == list(range(first, engine.event_log.last_offset() + 1))
+        loaded = engine.registry.load(published[-1])
+        assert loaded.item_ids[-1] == new_item and loaded.model.item_emb.weight.shape[0] == base_rows.shape[0] + 1
+        assert engine.refresh_model()
+        engine.ingest([EventIn(user_id="probe", item_id=anchor, type="view")])
+        assert new_item in [i.item_id for i in engine.recommend("probe", 10).items]
+    finally:
+        engine.close()
+
+
+def test_gate_rejects_a_damaged_candidate(trained: TrainedStore, tmp_path: Path) -> None:
+    engine = engine_on(trained, tmp_path, gate_tolerance=0.05)
+    try:
+        stream_with_new_item(trained, engine, users=50)
+        trainer = OnlineTrainer(engine)
+        trainer.poll(force=True)  # trains something, so there is a candidate to judge
+        with torch.no_grad():
+            table = trainer.model.item_emb.weight
+            table[1:] = table[1:][torch.randperm(table.shape[0] - 1)]  # scramble every item's row
+        engine.ingest([EventIn(user_id=f"q{u}", item_id=trained.shop.items[u].item_id, type="view") for u in range(60)])
+        report = trainer.poll(force=True)
+        assert report is not None and report.decision is not None
+        assert not report.decision.accepted and "worse than current" in report.decision.reason
+        assert report.published is None and engine.registry.current() == trained.version
+        assert not engine.refresh_model()  # serving keeps the old version
+        decisions = engine.model_history()["gate_decisions"]
+        assert decisions[-1]["accepted"] is False and decisions[-1]["figures"]["older"]["current"]["ndcg@10"] > 0
+    finally:
+        engine.close()
+
+
+def test_external_rollback_restarts_the_trainer_from_that_version(trained: TrainedStore, tmp_path: Path) -> None:
+    engine = engine_on(trained, tmp_path)
+    try:
+        stream_with_new_item(trained, engine, users=100)
+        trainer = OnlineTrainer(engine)
+        while trainer.poll(force=True) is not None:
+            pass
+        engine.ingest([EventIn(user_id="late", item_id="sku-new", type="view")])
+        trainer.poll(force=True)
+        assert engine.registry.current() != trained.version
+        engine.registry.rollback(to=trained.version)
+        engine.ingest([EventIn(user_id="later", item_id="sku-new", type="view")])
+        trainer.poll(force=True)
+        assert trainer.state.base_version in (trained.version, engine.registry.current())
+        assert trainer.state.trained_ranges[0][0] == engine.registry.meta(trained.version)["offsets"]["to"] + 1
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("kill_after", [1.5, 4.0])
+def test_sigkill_mid_batch_never_skips_events(trained: TrainedStore, tmp_path: Path, kill_after: float) -> None:
+    data_dir = trained.copy_to(tmp_path / "data")
+    engine = build_engine(make_settings(data_dir))
+    try:
+        start = engine.event_log.last_offset() + 1
+        rng = np.random.default_rng(0)
+        items = [it.item_id for it in trained.shop.items]
+        events = [
+            EventIn(
+                user_id=f"s{u % 300}",
+                item_id=items[int(rng.integers(len(items)))],
+                type="view",
+                ts=trained.shop.end_ts + n,
+            )
+            for n, u in enumerate(range(6000))
+        ]
+        for i in range(0, len(events), 1000):
+            engine.ingest(events[i : i + 1000])
+        last = engine.event_log.last_offset()
+    finally:
+        engine.close()
+    env = {
+        **os.environ,
+        "FRESHREC_ONLINE__MICRO_BATCH_EVENTS": "500",
+        "FRESHREC_ONLINE__PUBLISH_INTERVAL_S": "0",
+        "FRESHREC_ONLINE__GATE_TOLERANCE": "0.5",
+        "FRESHREC_MODEL__DIM": "32",
+    }
+    cmd = [sys.executable, "-m", "freshrec.cli", "--data-dir", str(data_dir), "trainer", "--once"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(kill_after)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    ckpt = CheckpointStore(data_dir / "models" / "trainer").load()
+    committed = ckpt[2].committed_offset if ckpt else start - 1
+    assert start - 1 <= committed <= last
+    if ckpt:  # everything committed was trained, in one contiguous range from the start
+        assert ckpt[2].trained_ranges[0][0] == start and ckpt[2].trained_ranges[-1][1] == committed
+    subprocess.run(cmd, env=env, check=True, timeout=600, capture_output=True)
+    _, _, state = CheckpointStore(data_dir / "models" / "trainer").load()
+    assert state.committed_offset == last
+    covered = sorted({o for lo, hi in state.trained_ranges for o in range(lo, hi + 1)})
+    assert covered == list(range(start, last + 1))  # retrained maybe, skipped never
