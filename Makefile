@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# Pinned: on this machine torch==2.13.0 is a CPU wheel on disk; an open range would pull a CUDA build.
 	$(BIN)/pip install --quiet "torch==2.13.0"
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,text]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -187,6 +187,29 @@ class OnlineSettings(BaseModel):
     torch_threads: int = Field(1, ge=1, description="Intra-op threads of the trainer (leave cores for serving).")
 
 
+class ContentSettings(BaseModel):
+    """Item content and cold start: the encoder, the content -> item-space mapping, exploration."""
+
+    enabled: bool = Field(
+        True, description="Fit the content encoder at `freshrec train` and serve new items from their content."
+    )
+    encoder: Literal["tfidf", "minilm"] = Field(
+        "tfidf", description="tfidf (light, default) or minilm (all-MiniLM-L6-v2; needs freshrec[text])."
+    )
+    dim: int = Field(128, ge=2, description="Dimensions of the tfidf encoder (truncated SVD).")
+    ridge_l2: float = Field(1.0, gt=0, description="L2 penalty of the content -> item-row ridge regression.")
+    norm_scale: float = Field(
+        1.0, gt=0, description="Mapped rows get this times the median norm of learned rows (score confidence)."
+    )
+    max_fit_items: int = Field(50_000, ge=2, description="Most warm items the mapping is fitted on.")
+    exploration_slots: int = Field(
+        1, ge=0, description="Slots per list (of default_k) given to little-exposed items (0: no exploration)."
+    )
+    exploration_max_interactions: int = Field(
+        5, ge=0, description="Items with at most this many interactions count as little-exposed."
+    )
+
+
 class Settings(BaseSettings):
     """The one settings object. Build it with :func:`load_settings`.
 
@@ -206,6 +229,7 @@ class Settings(BaseSettings):
     train: TrainSettings = Field(default_factory=TrainSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     online: OnlineSettings = Field(default_factory=OnlineSettings)
+    content: ContentSettings = Field(default_factory=ContentSettings)
 
     @field_validator("storage", mode="after")
     @classmethod

@@ -16,6 +16,7 @@ from tqdm.auto import tqdm
 
 from freshrec.catalog.base import Catalog, open_catalog
 from freshrec.config import Settings
+from freshrec.content.store import ContentStore
 from freshrec.errors import InvalidInput, NotFound
 from freshrec.events.base import EventLog, open_event_log
 from freshrec.model.registry import ModelNotFoundError, ModelRegistry
@@ -38,6 +39,7 @@ from freshrec.schema import (
 from freshrec.sequence import EventTypes
 from freshrec.serving_model import ServingModel
 from freshrec.state.base import StateStore, open_state_store
+from freshrec.state.preferences import PreferenceStore
 from freshrec.state.trending import Trending
 from freshrec.validation import check_events, check_items
 
@@ -75,7 +77,16 @@ class Engine:
         self.registry = registry
         self.types = EventTypes(settings.events.types, settings.events.negative_types)
         self.trending = Trending(settings.state.trending_half_life_hours * 3600.0)
-        self.recommender = Recommender(state, catalog, self.trending, self.types, settings.serving)
+        self.preferences = PreferenceStore(
+            settings.storage.data_dir / "preferences.db", synchronous=settings.storage.sqlite_synchronous
+        )
+        self.recommender = Recommender(
+            state, catalog, self.trending, self.types, settings.serving, settings.content, self.preferences
+        )
+        #: Content vectors for cold start (None when content is disabled); fitted by `freshrec train`.
+        self.content: ContentStore | None = (
+            ContentStore(settings.storage.data_dir / "content", catalog) if settings.content.enabled else None
+        )
         # Appending and applying happen under one lock so state always follows the log's offset order.
         self._ingest_lock = threading.Lock()
 
@@ -157,14 +168,29 @@ class Engine:
             removed = self.event_log.delete_user(user_id)
             self.state.delete(user_id)
             self.recommender.forget(user_id)
-        if not removed:
+            had_preferences = self.preferences.delete(user_id)
+        if not removed and not had_preferences:
             raise NotFound(f"unknown user {user_id!r}")
         return removed
 
+    def set_preferences(self, user_id: str, categories: Sequence[str]) -> list[str]:
+        """Store a user's onboarding categories (each must exist in the catalogue); returns them."""
+        known = self.recommender.category_items()
+        unknown = [c for c in categories if c not in known]
+        if unknown:
+            sample = ", ".join(sorted(known)[:20])
+            raise InvalidInput(f"unknown categories {unknown}; the catalogue has: {sample}")
+        self.preferences.set(user_id, categories)
+        self.recommender.forget(user_id)
+        return list(dict.fromkeys(categories))
+
     def user_state(self, user_id: str) -> UserStateOut:
         snap = self.state.get(user_id)
-        if snap is None:
+        prefs = self.preferences.get(user_id)
+        if snap is None and prefs is None:
             raise NotFound(f"unknown user {user_id!r}")
+        if snap is None:
+            return UserStateOut(user_id=user_id, sequence=[], seen_count=0, preferences=prefs)
         return UserStateOut(
             user_id=user_id,
             sequence=[
@@ -172,14 +198,35 @@ class Engine:
                 for i, t, ts in zip(snap.items, snap.types, snap.ts, strict=True)
             ],
             seen_count=len(snap.seen),
+            preferences=prefs,
         )
 
     # ---- catalogue -------------------------------------------------------------------------------
 
     def upsert_items(self, items: Sequence[ItemIn]) -> ItemsAck:
         check_items(items, self.settings.events)
-        _, created = self.catalog.upsert(items)
+        idx, created = self.catalog.upsert(items)
+        content_fields = {"title", "text", "categories", "attributes"}
+        changed = [i for i, it in zip(idx, items, strict=True) if it.model_fields_set & content_fields]
+        if self.content is not None and self.content.fitted and changed:
+            # Encode and map at once: a new item with content is recommendable when this returns.
+            self.content.update(changed)
+            serving = self.recommender.serving
+            if serving is not None:
+                serving.update_cold(changed)
         return ItemsAck(upserted=len(items), created=created)
+
+    def fit_content(self, encoder: str | None = None, progress: bool = False) -> int:
+        """Fit the content encoder on the catalogue, encode every item, and re-map the serving model's
+        cold items; returns how many items have content."""
+        if self.content is None:
+            raise InvalidInput("content is disabled (content.enabled = false)")
+        cfg = self.settings.content
+        n = self.content.fit(encoder or cfg.encoder, dim=cfg.dim, progress=progress)
+        serving = self.recommender.serving
+        if serving is not None:
+            serving.attach_content(self.content, cfg)
+        return n
 
     def get_item(self, item_id: str) -> ItemOut:
         found = self.catalog.get([item_id])[0]
@@ -205,9 +252,13 @@ class Engine:
         except ModelNotFoundError as exc:
             raise NotFound(str(exc)) from exc
         serving = self.settings.serving
-        self.recommender.swap(
-            ServingModel(loaded, self.catalog, self.types, serving.index, serving.index_auto_threshold)
-        )
+        model = ServingModel(loaded, self.catalog, self.types, serving.index, serving.index_auto_threshold)
+        content_version = self.content.version if self.content is not None else 0
+        if self.content is not None:
+            model.attach_content(self.content, self.settings.content)
+        self.recommender.swap(model)
+        if self.content is not None and self.content.version != content_version:
+            model.update_cold(self.content.with_content())  # items upserted while we were mapping
         log.info("serving model %s", loaded.version)
         return loaded.version
 
@@ -270,6 +321,7 @@ class Engine:
         self.recommender.close()
         self.event_log.close()
         self.catalog.close()
+        self.preferences.close()
 
 
 def build_engine(settings: Settings, *, load_model: bool = True, progress: bool = False) -> Engine:

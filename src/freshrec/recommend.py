@@ -18,13 +18,14 @@ import torch
 
 from freshrec.batching import MicroBatcher
 from freshrec.catalog.base import Catalog
-from freshrec.config import ServingSettings
+from freshrec.config import ContentSettings, ServingSettings
 from freshrec.errors import InvalidInput, ModelUnavailable, NotFound
 from freshrec.rerank import describe, explain_by_sequence
 from freshrec.schema import RecommendationList, RecommendedItem, SimilarItems
 from freshrec.sequence import EventTypes
 from freshrec.serving_model import ServingModel
 from freshrec.state.base import StateStore, UserSnapshot
+from freshrec.state.preferences import PreferenceStore
 from freshrec.state.trending import Trending
 
 #: Trending entries kept ranked beyond max_k, so filtering a user's seen items rarely runs short.
@@ -41,7 +42,22 @@ class _Scoring:
     rows: np.ndarray  # the user's sequence as model rows, newest last
     types: np.ndarray
     exclude: np.ndarray  # model rows never to return (seen items)
+    exclude_catalog: np.ndarray  # the same items as catalogue indices (for cold items)
     k: int
+
+
+@dataclass
+class _Scored:
+    """One request's ranked list before it becomes a response."""
+
+    catalog_idx: np.ndarray  # [k]
+    scores: np.ndarray  # [k]
+    unit: np.ndarray  # [k, D] normalised rows, for reasons
+    prefixes: list[str]  # "" or what the item is there for ("new item", "exploration")
+
+
+#: Candidates fetched beyond k so an exploration slot can be filled from the user's own ranking.
+_EXPLORATION_POOL = 100
 
 
 class Recommender:
@@ -58,7 +74,12 @@ class Recommender:
         trending: Trending,
         types: EventTypes,
         settings: ServingSettings,
+        content: ContentSettings | None = None,
+        preferences: PreferenceStore | None = None,
     ) -> None:
+        self.content_settings = content or ContentSettings()
+        self.preferences = preferences
+        self._category_cache: tuple[int, dict[str, np.ndarray]] | None = None
         self.state = state
         self.catalog = catalog
         self.trending = trending
@@ -69,7 +90,8 @@ class Recommender:
         self._cache: OrderedDict[str, tuple[int, str, torch.Tensor]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._trending_cache: tuple[float, int, np.ndarray, np.ndarray] | None = None
-        self._batcher: MicroBatcher[_Scoring, tuple[np.ndarray, np.ndarray]] | None = (
+        self._exposure_cache: tuple[float, int, np.ndarray] | None = None
+        self._batcher: MicroBatcher[_Scoring, _Scored] | None = (
             MicroBatcher(self._score_batch, settings.micro_batch) if settings.micro_batch > 1 else None
         )
 
@@ -100,7 +122,7 @@ class Recommender:
         if isinstance(plan, RecommendationList):
             return plan
         result = self._batcher.submit(plan) if self._batcher is not None else self._score_batch([plan])[0]
-        return self._finish(plan, *result)
+        return self._finish(plan, result)
 
     async def recommend_async(
         self, user_id: str, k: int | None = None, exclude_seen: bool | None = None
@@ -110,8 +132,8 @@ class Recommender:
         if isinstance(plan, RecommendationList):
             return plan
         if self._batcher is None:
-            return self._finish(plan, *self._score_batch([plan])[0])
-        return self._finish(plan, *await self._batcher.submit_async(plan))
+            return self._finish(plan, self._score_batch([plan])[0])
+        return self._finish(plan, await self._batcher.submit_async(plan))
 
     def trending_list(self, user_id: str, k: int | None = None, exclude_seen: bool | None = None) -> RecommendationList:
         """The trending list for a user (their seen items excluded), whatever the model could do."""
@@ -130,16 +152,27 @@ class Recommender:
             rows = serving.rows(snap.items)
             usable = rows > 0
             if usable.any():
-                exclude = serving.rows(snap.seen) if exclude_seen else np.zeros(0, dtype=np.int64)
-                return _Scoring(serving, user_id, snap.version, rows[usable], snap.types[usable], exclude, k)
+                seen = snap.seen if exclude_seen else np.zeros(0, dtype=np.int64)
+                exclude = serving.rows(seen)
+                return _Scoring(serving, user_id, snap.version, rows[usable], snap.types[usable], exclude, seen, k)
         return self._trending(user_id, snap, k, exclude_seen, serving)
 
-    def _score_batch(self, plans: list[_Scoring]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Encode (cached) and rank a batch of requests: one forward pass and one index search per model."""
-        results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(plans)
+    def _exposure(self) -> np.ndarray:
+        """[N + 1] interactions per item (refreshed like the trending ranking)."""
+        now = time.monotonic()
+        cached = self._exposure_cache
+        if cached is None or cached[1] != self.catalog.version or now - cached[0] >= self.settings.trending_refresh_s:
+            cached = self._exposure_cache = (now, self.catalog.version, self.trending.counts(len(self.catalog)))
+        return cached[2]
+
+    def _score_batch(self, plans: list[_Scoring]) -> list[_Scored]:
+        """Encode (cached) and rank a batch of requests: one forward pass and one index search per model;
+        items the model has no row for compete through their content-mapped rows."""
+        results: list[_Scored | None] = [None] * len(plans)
         by_model: dict[int, list[int]] = {}
         for i, plan in enumerate(plans):
             by_model.setdefault(id(plan.serving), []).append(i)
+        explore = self.content_settings.exploration_slots
         for members in by_model.values():
             serving = plans[members[0]].serving
             users = [self._cached_vector(plans[i]) for i in members]
@@ -152,16 +185,66 @@ class Recommender:
                     users[j] = vector
                     self._remember(plans[members[j]], vector)
             k = max(plans[i].k for i in members)
+            fetch = k + _EXPLORATION_POOL if explore else k
+            queries = torch.stack(users)  # type: ignore[arg-type]
             ids, scores = serving.index.topk(
-                torch.stack(users),
-                k,  # type: ignore[arg-type]
-                exclude=[plans[i].exclude for i in members],
-                allowed=serving.allowed(self.catalog),
+                queries, fetch, exclude=[plans[i].exclude for i in members], allowed=serving.allowed(self.catalog)
             )
+            cold = serving.cold
+            cold_scores = None
+            if len(cold):
+                with torch.inference_mode():
+                    cold_scores = (queries.float() @ cold.vectors.T).numpy()  # [B, M]
+                cold_scores[:, ~self.catalog.available_mask()[cold.catalog_idx]] = -np.inf
+            exposure = self._exposure() if explore else None
             for j, i in enumerate(members):
-                keep = np.isfinite(scores[j][: plans[i].k])
-                results[i] = (ids[j][: plans[i].k][keep], scores[j][: plans[i].k][keep])
+                plan = plans[i]
+                keep = np.isfinite(scores[j])
+                cat = serving.catalog_of_row[ids[j][keep]]
+                sc = scores[j][keep]
+                unit = serving.unit_np[ids[j][keep]]
+                is_cold = np.zeros(len(cat), dtype=bool)
+                if cold_scores is not None:
+                    cs = cold_scores[j].copy()
+                    if len(plan.exclude_catalog):
+                        cs[np.isin(cold.catalog_idx, plan.exclude_catalog)] = -np.inf
+                    top = np.argsort(-cs, kind="stable")[:fetch]
+                    top = top[np.isfinite(cs[top])]
+                    cat = np.concatenate([cat, cold.catalog_idx[top]])
+                    sc = np.concatenate([sc, cs[top]])
+                    unit = np.concatenate([unit, cold.unit[top]])
+                    is_cold = np.concatenate([is_cold, np.ones(len(top), dtype=bool)])
+                    order = np.argsort(-sc, kind="stable")
+                    cat, sc, unit, is_cold = cat[order], sc[order], unit[order], is_cold[order]
+                results[i] = self._assemble(plan.k, cat, sc, unit, is_cold, exposure, explore)
         return results  # type: ignore[return-value]
+
+    def _assemble(
+        self,
+        k: int,
+        cat: np.ndarray,
+        sc: np.ndarray,
+        unit: np.ndarray,
+        is_cold: np.ndarray,
+        exposure: np.ndarray | None,
+        explore: int,
+    ) -> _Scored:
+        """The top k of a ranked candidate list, with the last ``explore`` slots going to the best-ranked
+        little-exposed items below the cut (when there are any)."""
+        prefixes = ["new item, matched by content" if c else "" for c in is_cold]
+        slots = min(explore, k - 1) if exposure is not None else 0
+        if slots <= 0 or len(cat) <= k - slots:
+            take = np.arange(min(k, len(cat)))
+        else:
+            head = np.arange(k - slots)
+            rest = np.arange(k - slots, len(cat))
+            counts = np.where(cat[rest] < len(exposure), exposure[np.minimum(cat[rest], len(exposure) - 1)], 0)
+            low = rest[counts <= self.content_settings.exploration_max_interactions][:slots]
+            fill = rest[~np.isin(rest, low)][: slots - len(low)]
+            take = np.concatenate([head, low, fill])
+            for t in low:
+                prefixes[t] = "exploration slot, a little-seen " + ("new item" if is_cold[t] else "item")
+        return _Scored(cat[take], sc[take], unit[take], [prefixes[t] for t in take])
 
     def _cached_vector(self, plan: _Scoring) -> torch.Tensor | None:
         with self._cache_lock:
@@ -180,7 +263,7 @@ class Recommender:
             while len(self._cache) > self.settings.user_cache_size:
                 self._cache.popitem(last=False)
 
-    def _finish(self, plan: _Scoring, rec_rows: np.ndarray, rec_scores: np.ndarray) -> RecommendationList:
+    def _finish(self, plan: _Scoring, scored: _Scored) -> RecommendationList:
         serving, window = plan.serving, self.settings.explain_window
         recent = plan.rows[-window:]
         recent_types = [self.types.name(int(c)) for c in plan.types[-window:]]
@@ -188,8 +271,7 @@ class Recommender:
             describe(self.catalog.external_id(int(i)), self.catalog.title(int(i)))
             for i in serving.catalog_of_row[recent]
         ]
-        reasons = explain_by_sequence(rec_rows, recent, recent_types, labels, serving.unit_np)
-        cat_idx = serving.catalog_of_row[rec_rows]
+        reasons = explain_by_sequence(scored.unit, serving.unit_np[recent], recent_types, labels, scored.prefixes)
         return RecommendationList(
             user_id=plan.user_id,
             source="model",
@@ -199,7 +281,7 @@ class Recommender:
                 RecommendedItem(
                     item_id=self.catalog.external_id(int(i)), score=float(s), reason=r, title=self.catalog.title(int(i))
                 )
-                for i, s, r in zip(cat_idx, rec_scores, reasons, strict=True)
+                for i, s, r in zip(scored.catalog_idx, scored.scores, reasons, strict=True)
             ],
         )
 
@@ -226,26 +308,63 @@ class Recommender:
         self._trending_cache = (now, self.catalog.version, top, scores[top])
         return top, scores[top]
 
+    def category_items(self) -> dict[str, np.ndarray]:
+        """Category -> catalogue indices, rebuilt when the catalogue changes."""
+        cached = self._category_cache
+        if cached is None or cached[0] != self.catalog.version:
+            members: dict[str, list[int]] = {}
+            for idx in range(1, len(self.catalog) + 1):
+                for c in self.catalog.categories(idx):
+                    members.setdefault(c, []).append(idx)
+            cached = self._category_cache = (
+                self.catalog.version,
+                {c: np.asarray(v, dtype=np.int64) for c, v in members.items()},
+            )
+        return cached[1]
+
     def _trending(
         self, user_id: str, snap: UserSnapshot | None, k: int, exclude_seen: bool, serving: ServingModel | None
     ) -> RecommendationList:
         order, scores = self._trending_ranking()
+        reasons = ["trending"] * len(order)
+        source = "trending"
+        picked = self.preferences.get(user_id) if self.preferences is not None else None
+        if picked:
+            # Onboarding: the user's chosen categories first, by trending score; then everything else.
+            by_cat = self.category_items()
+            chosen = [c for c in picked if c in by_cat]
+            if chosen:
+                members = np.unique(np.concatenate([by_cat[c] for c in chosen]))
+                members = members[self.catalog.available_mask()[members]]
+                all_scores = self.trending.scores(len(self.catalog))
+                members = members[np.lexsort((members, -all_scores[members]))]
+                rest = ~np.isin(order, members)
+                order = np.concatenate([members, order[rest]])
+                scores = np.concatenate([all_scores[members], scores[rest]])
+                reasons = [
+                    f"popular in {next(c for c in self.catalog.categories(int(i)) if c in chosen)} (you chose it)"
+                    for i in members[: k + len(snap.seen if snap is not None else ())]
+                ]
+                reasons += ["popular in your categories"] * (len(members) - len(reasons))
+                reasons += ["trending"] * int(rest.sum())
+                source = "onboarding"
         if exclude_seen and snap is not None and len(snap.seen):
             keep = ~np.isin(order, snap.seen)
             order, scores = order[keep], scores[keep]
+            reasons = [r for r, kept in zip(reasons, keep, strict=True) if kept]
         return RecommendationList(
             user_id=user_id,
-            source="trending",
+            source=source,
             model_version=serving.version if serving is not None else None,
             sequence_length=0,
             items=[
                 RecommendedItem(
                     item_id=self.catalog.external_id(int(i)),
                     score=float(s),
-                    reason="trending",
+                    reason=r,
                     title=self.catalog.title(int(i)),
                 )
-                for i, s in zip(order[:k], scores[:k], strict=True)
+                for i, s, r in zip(order[:k], scores[:k], reasons[:k], strict=True)
             ],
         )
 
@@ -260,9 +379,14 @@ class Recommender:
             raise ModelUnavailable("no model loaded; train one with `freshrec train`")
         idx = self.catalog.internal_id(item_id, create=False)
         row = int(serving.rows(np.array([idx]))[0]) if idx else 0
-        if not row:
-            raise NotFound(f"item {item_id!r} is unknown to model {serving.version}")
-        query = serving.unit[row][None, :]
+        cold = serving.cold
+        at = np.flatnonzero(cold.catalog_idx == idx) if idx and not row else np.zeros(0, dtype=np.int64)
+        if row:
+            query = serving.unit[row][None, :]
+        elif len(at):  # a new item known only by its content: its mapped row stands in
+            query = torch.from_numpy(cold.unit[at[:1]])
+        else:
+            raise NotFound(f"item {item_id!r} is unknown to model {serving.version} and has no content")
         scores = (query @ serving.unit.T)[0]
         allowed = serving.allowed(self.catalog).clone()
         allowed[row] = False

@@ -19,28 +19,32 @@ def describe(item_id: str, title: str | None) -> str:
 
 
 def explain_by_sequence(
-    rec_rows: np.ndarray,
-    seq_rows: np.ndarray,
+    rec_unit: np.ndarray,
+    seq_unit: np.ndarray,
     seq_type_names: list[str],
     seq_labels: list[str],
-    unit_vectors: np.ndarray,
+    prefixes: list[str] | None = None,
 ) -> list[str]:
-    """For each recommended row, the recent sequence entry whose item embedding is closest to it.
+    """For each recommended item, the recent sequence entry whose item embedding is closest to it.
 
-    ``rec_rows``: [K] model rows; ``seq_rows``: [S] the newest entries of the user's sequence (rows);
-    ``unit_vectors``: [N + 1, D] L2-normalised item embeddings. Cost: K x S dot products.
+    ``rec_unit``: [K, D] L2-normalised rows of the recommended items; ``seq_unit``: [S, D] those of the
+    newest sequence entries; ``prefixes`` optionally start some reasons (e.g. "new item"). Cost: K x S dot
+    products.
 
-    >>> v = np.array([[0., 1.], [1., 0.], [0.9, 0.1], [0., 1.]])
+    >>> v = np.array([[1., 0.], [0.9, 0.1], [0., 1.]])
     >>> v = v / np.linalg.norm(v, axis=1, keepdims=True)
-    >>> explain_by_sequence(np.array([2]), np.array([1, 3]), ["view", "purchase"], ["'Tent'", "'Stove'"], v)
+    >>> explain_by_sequence(v[1:2], v[[0, 2]], ["view", "purchase"], ["'Tent'", "'Stove'"])
     ["because you viewed 'Tent' (similarity 0.99)"]
     """
-    if len(rec_rows) == 0:
+    if len(rec_unit) == 0:
         return []
-    sims = unit_vectors[rec_rows] @ unit_vectors[seq_rows].T  # [K, S]
+    sims = rec_unit @ seq_unit.T  # [K, S]
     best = sims.argmax(axis=1).tolist()
     out = []
     for k, j in enumerate(best):
         verb = _VERBS.get(seq_type_names[j], f"did '{seq_type_names[j]}' on")
-        out.append(f"because you {verb} {seq_labels[j]} (similarity {float(sims[k, j]):.2f})")
+        reason = f"because you {verb} {seq_labels[j]} (similarity {float(sims[k, j]):.2f})"
+        if prefixes is not None and prefixes[k]:
+            reason = f"{prefixes[k]}: {reason}"
+        out.append(reason)
     return out

@@ -183,8 +183,11 @@ class RecommendedItem(BaseModel):
 
 class RecommendationList(BaseModel):
     user_id: str
-    source: Literal["model", "trending"] = Field(
-        description="'model' when the transformer scored the user's sequence, 'trending' for the fallback."
+    source: Literal["model", "trending", "onboarding"] = Field(
+        description=(
+            "'model' when the transformer scored the user's sequence, 'trending' for the fallback, "
+            "'onboarding' for a user with no history who chose categories."
+        )
     )
     model_version: str | None
     sequence_length: int = Field(description="Sequence entries the model read.")
@@ -207,6 +210,21 @@ class UserStateOut(BaseModel):
     user_id: str
     sequence: list[SequenceEntry]
     seen_count: int
+    preferences: list[str] | None = Field(None, description="Categories chosen at onboarding, if any.")
+
+
+class PreferencesIn(BaseModel):
+    """Categories a new user picks at onboarding; their list comes from these until their first event.
+
+    Example
+    -------
+    >>> PreferencesIn(categories=["camping"]).categories
+    ['camping']
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    categories: list[Annotated[StrictStr, Field(min_length=1, max_length=200)]] = Field(min_length=1, max_length=50)
 
 
 class ModelInfo(BaseModel):

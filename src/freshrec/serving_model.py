@@ -2,15 +2,42 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from freshrec.catalog.base import Catalog
+from freshrec.config import ContentSettings
+from freshrec.content.mapping import ContentMapping
+from freshrec.content.store import ContentStore
 from freshrec.index.base import build_index
 from freshrec.model.data import pad_histories
 from freshrec.model.registry import LoadedModel
 from freshrec.model.rowmap import RowMap
 from freshrec.sequence import EventTypes
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ColdTable:
+    """Items the model has no row for, with rows mapped from their content. Replaced, never mutated,
+    so a request holding one sees a consistent table."""
+
+    catalog_idx: np.ndarray  # [M] catalogue indices
+    vectors: torch.Tensor  # [M, D] mapped rows
+    unit: np.ndarray  # [M, D] L2-normalised, for reasons
+
+    @staticmethod
+    def empty(dim: int) -> ColdTable:
+        return ColdTable(np.zeros(0, dtype=np.int64), torch.zeros(0, dim), np.zeros((0, dim), dtype=np.float32))
+
+    def __len__(self) -> int:
+        return len(self.catalog_idx)
 
 
 class ServingModel:
@@ -44,6 +71,72 @@ class ServingModel:
         self.unit = torch.nn.functional.normalize(vectors, dim=1)
         self.unit_np = self.unit.numpy()  # numpy is cheaper than torch for the tiny products in reasons
         self._allowed: tuple[int, torch.Tensor] | None = None
+        self.content = None
+        self.mapping: ContentMapping | None = None
+        self.cold = ColdTable.empty(vectors.shape[1])
+        self._cold_lock = threading.Lock()
+
+    # ---- cold start ------------------------------------------------------------------------------
+
+    def attach_content(self, content: ContentStore, settings: ContentSettings) -> None:
+        """Fit the content -> row mapping on this version's warm items and map every item the model has
+        no row for, so those items are scored from their content. No-op without a fitted encoder."""
+        if not content.fitted:
+            return
+        rows = np.arange(1, self.num_rows + 1)
+        rng = np.random.default_rng(0)
+        if len(rows) > settings.max_fit_items:
+            rows = np.sort(rng.choice(rows, settings.max_fit_items, replace=False))
+        x, has = content.vectors(self.catalog_of_row[rows])
+        if has.sum() < 2:
+            return
+        table = self.model.item_emb.weight.detach().float().numpy()
+        mapping = ContentMapping(settings.ridge_l2, settings.norm_scale, settings.max_fit_items)
+        mapping.fit(x[has], table[rows[has]])
+        self.content, self.mapping = content, mapping
+        report = mapping.report
+        log.info(
+            "content mapping for %s: fitted on %d warm items, held-out cosine %.3f (mean-row baseline %.3f)",
+            self.version,
+            report.fitted_on if report else 0,
+            report.cosine_mean if report else float("nan"),
+            report.baseline_cosine_mean if report else float("nan"),
+        )
+        self.update_cold(content.with_content())
+
+    def update_cold(self, catalog_idx: Sequence[int] | np.ndarray) -> int:
+        """(Re)map these items from their current content; items with a model row are skipped.
+        Returns how many items are in the cold table afterwards."""
+        if self.mapping is None or self.content is None:
+            return len(self.cold)
+        idx = np.unique(np.asarray(catalog_idx, dtype=np.int64))
+        idx = idx[(idx > 0) & (self.row_map.rows(idx) == 0)] if len(idx) else idx
+        x, has = self.content.vectors(idx) if len(idx) else (np.zeros((0, 1)), np.zeros(0, dtype=bool))
+        with self._cold_lock:
+            old = self.cold
+            keep = ~np.isin(old.catalog_idx, idx)
+            new_idx = idx[has]
+            mapped = (
+                torch.from_numpy(self.mapping.predict(x[has])) if len(new_idx) else torch.zeros(0, old.vectors.shape[1])
+            )
+            unit = torch.nn.functional.normalize(mapped, dim=1).numpy() if len(new_idx) else old.unit[:0]
+            self.cold = ColdTable(
+                np.concatenate([old.catalog_idx[keep], new_idx]),
+                torch.cat([old.vectors[torch.from_numpy(keep)], mapped]),
+                np.concatenate([old.unit[keep], unit]),
+            )
+            return len(self.cold)
+
+    def cold_rows(self, catalog_idx: Sequence[int]) -> torch.Tensor | None:
+        """Mapped rows for items by catalogue index, NaN where there is no content (the online trainer's
+        initialiser for new rows); None without a mapping."""
+        if self.mapping is None or self.content is None:
+            return None
+        x, has = self.content.vectors(np.asarray(catalog_idx, dtype=np.int64))
+        out = torch.full((len(catalog_idx), self.unit.shape[1]), float("nan"))
+        if has.any():
+            out[torch.from_numpy(has)] = torch.from_numpy(self.mapping.predict(x[has]))
+        return out
 
     @property
     def num_rows(self) -> int:

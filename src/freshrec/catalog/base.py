@@ -37,6 +37,10 @@ class Catalog(Protocol):
 
     def get_by_idx(self, idxs: Sequence[int]) -> list[CatalogItem]: ...
 
+    def updated_since(self, ts: float) -> list[int]:
+        """Indices of items created or changed after unix time ``ts`` (content caches use it)."""
+        ...
+
     def internal_id(self, item_id: str, create: bool = True) -> int | None:
         """Index of an external id, creating a bare item when ``create`` and unknown."""
         ...

@@ -210,6 +210,10 @@ class SQLiteCatalog:
             raise KeyError(f"unknown item indices: {missing[:10]}")
         return [out[int(i)] for i in idxs]
 
+    def updated_since(self, ts: float) -> list[int]:
+        with self._lock:
+            return [r[0] for r in self._conn.execute("SELECT idx FROM items WHERE updated_at > ?", (ts,))]
+
     def external_ids(self) -> list[str]:
         return list(self._ids)
 

@@ -35,6 +35,7 @@ class TrainReport:
     metrics: dict[str, Any]
     data: dict[str, Any]
     decision: GateDecision | None = None
+    content_items: int = 0  # catalogue items encoded for cold start (0: no content or content disabled)
 
 
 def model_config(settings: Settings, num_items: int, num_types: int) -> SASRecConfig:
@@ -171,7 +172,17 @@ def train_and_publish(
     if decision is not None:
         decision.candidate_version = version
         GateLog(engine.registry.root).append(decision)
-    return TrainReport(version, fit, metrics, data.data_range(), decision)
+    return TrainReport(version, fit, metrics, data.data_range(), decision, _fit_content(engine, progress))
+
+
+def _fit_content(engine: Engine, progress: bool) -> int:
+    """Refit the content encoder with the model, so new items map into the new version's space."""
+    if engine.content is None:
+        return 0
+    try:
+        return engine.fit_content(progress=progress)
+    except ValueError:  # no item has content: cold items fall back to co-occurrence and exploration
+        return 0
 
 
 def _gate_against_current(engine: Engine, model: SASRec, split: Split, current: str | None) -> GateDecision:

@@ -23,6 +23,7 @@ import copy
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -76,7 +77,8 @@ class OnlineTrainer:
         self.registry = engine.registry
         self.catalog = engine.catalog
         self.types = engine.types
-        self.content = content
+        # Default: the cold-start mapping, refitted on this trainer's own table whenever it grows.
+        self.content = content if content is not None else (self._content_rows if engine.content is not None else None)
         self.gate_log = GateLog(self.registry.root)
         self.checkpoints = CheckpointStore(self.registry.root / "trainer")
         self.loss = FullSoftmaxCE()
@@ -85,6 +87,26 @@ class OnlineTrainer:
         self._last_publish_attempt = time.monotonic()
         self._last_batch_at = time.monotonic()
         self._load()
+
+    def _content_rows(self, catalog_idx: Sequence[int]) -> torch.Tensor | None:
+        """Rows for new items mapped from their content into this model's item space (NaN: no content)."""
+        store, cfg = self.engine.content, self.engine.settings.content
+        if store is None or not store.fitted:
+            return None
+        from freshrec.content.mapping import ContentMapping
+
+        warm = np.arange(1, len(self.row_map.catalog_of_row))
+        if len(warm) > cfg.max_fit_items:
+            warm = np.sort(self._rng.choice(warm, cfg.max_fit_items, replace=False))
+        x, has = store.vectors(self.row_map.catalog_of_row[warm])
+        new_x, new_has = store.vectors(np.asarray(catalog_idx, dtype=np.int64))
+        if has.sum() < 2 or not new_has.any():
+            return None
+        table = self.model.item_emb.weight.detach().float().numpy()
+        mapping = ContentMapping(cfg.ridge_l2, cfg.norm_scale, cfg.max_fit_items).fit(x[has], table[warm[has]])
+        out = torch.full((len(catalog_idx), table.shape[1]), float("nan"))
+        out[torch.from_numpy(new_has)] = torch.from_numpy(mapping.predict(new_x[new_has]))
+        return out
 
     # ---- state -----------------------------------------------------------------------------------
 

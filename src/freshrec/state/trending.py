@@ -33,6 +33,7 @@ class Trending:
             raise ValueError("half_life_s must be positive")
         self.half_life_s = half_life_s
         self._scores = np.zeros(16, dtype=np.float64)
+        self._counts = np.zeros(16, dtype=np.int64)  # undecayed: how much exposure an item has had
         self._ref: float | None = None
         self.clock = float("-inf")
         self._lock = threading.Lock()
@@ -55,7 +56,19 @@ class Trending:
                 grown = np.zeros(max(need, 2 * self._scores.shape[0]))
                 grown[: self._scores.shape[0]] = self._scores
                 self._scores = grown
+                counts = np.zeros(grown.shape[0], dtype=np.int64)
+                counts[: self._counts.shape[0]] = self._counts
+                self._counts = counts
             np.add.at(self._scores, idx, np.exp2((t - self._ref) / self.half_life_s))
+            np.add.at(self._counts, idx, 1)
+
+    def counts(self, num_items: int) -> np.ndarray:
+        """[num_items + 1] positive events per item, all time (no decay)."""
+        out = np.zeros(num_items + 1, dtype=np.int64)
+        with self._lock:
+            n = min(num_items + 1, self._counts.shape[0])
+            out[:n] = self._counts[:n]
+        return out
 
     def scores(self, num_items: int) -> np.ndarray:
         """[num_items + 1] scores decayed to the newest event time (index 0 is padding, always 0)."""

@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 
-from freshrec.schema import RecommendationList, UserStateOut
+from freshrec.schema import PreferencesIn, RecommendationList, UserStateOut
 from freshrec.serving.deps import EngineDep
 from freshrec.validation import check_id
 
@@ -46,3 +46,17 @@ def user_state(user_id: str, engine: EngineDep) -> UserStateOut:
 @router.delete("/{user_id}", summary="Forget a user (events and state)")
 def delete_user(user_id: str, engine: EngineDep) -> dict[str, int]:
     return {"deleted_events": engine.delete_user(user_id)}
+
+
+@router.post(
+    "/{user_id}/preferences",
+    summary="Onboarding: categories a new user picked",
+    description=(
+        "Until the user's first event their list comes from these categories (`source: onboarding`, "
+        "trending within them first); afterwards the transformer reads their sequence. Unknown categories "
+        "are refused with 422. Posting again replaces the choice; `DELETE /v1/users/{id}` forgets it."
+    ),
+)
+def set_preferences(user_id: str, body: PreferencesIn, engine: EngineDep) -> dict[str, object]:
+    check_id(user_id, "user_id", engine.settings.events.max_id_length)
+    return {"user_id": user_id, "categories": engine.set_preferences(user_id, body.categories)}
