@@ -59,7 +59,8 @@ def load_split(dataset: str, work: Path) -> tuple[Any, int, dict[str, Any]]:
         t0 = time.perf_counter()
         if dataset in SYNTHETIC:
             shop = generate_shop(**SYNTHETIC[dataset])
-            engine.upsert_items(shop.items)
+            for i in range(0, len(shop.items), 1000):
+                engine.upsert_items(shop.items[i : i + 1000])
             for i in range(0, len(shop.events), 1000):
                 engine.ingest(shop.events[i : i + 1000])
         else:

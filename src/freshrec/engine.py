@@ -289,6 +289,9 @@ class Engine:
         meta = serving.meta
         return ModelInfo(
             version=serving.version,
+            kind=meta.get("kind"),
+            parent=meta.get("parent"),
+            offsets=meta.get("offsets") or {},
             created_at=meta.get("created_at"),
             config=meta.get("config", {}),
             metrics=meta.get("metrics", {}),

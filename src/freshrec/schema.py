@@ -229,6 +229,9 @@ class PreferencesIn(BaseModel):
 
 class ModelInfo(BaseModel):
     version: str | None
+    kind: str | None = Field(None, description="full, warm-start or online.")
+    parent: str | None = None
+    offsets: dict[str, int] = Field(default_factory=dict, description="Event-log offsets trained on.")
     created_at: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)

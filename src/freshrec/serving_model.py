@@ -71,6 +71,14 @@ class ServingModel:
         self.unit = torch.nn.functional.normalize(vectors, dim=1)
         self.unit_np = self.unit.numpy()  # numpy is cheaper than torch for the tiny products in reasons
         self._allowed: tuple[int, torch.Tensor] | None = None
+        # Rows that never saw a training interaction: never served from the row itself (it only learned
+        # to lose), scored from content instead when the item has some.
+        untrained = loaded.meta.get("untrained_items") or []
+        idx = np.asarray(catalog.internal_ids(untrained, create=False), dtype=np.int64) if untrained else None
+        self.unlearned = np.zeros(self.num_rows + 1, dtype=bool)
+        if idx is not None and len(idx):
+            rows = self.row_map.rows(idx[idx > 0])
+            self.unlearned[rows[rows > 0]] = True
         self.content = None
         self.mapping: ContentMapping | None = None
         self.cold = ColdTable.empty(vectors.shape[1])
@@ -83,7 +91,7 @@ class ServingModel:
         no row for, so those items are scored from their content. No-op without a fitted encoder."""
         if not content.fitted:
             return
-        rows = np.arange(1, self.num_rows + 1)
+        rows = np.flatnonzero(~self.unlearned[1:]) + 1
         rng = np.random.default_rng(0)
         if len(rows) > settings.max_fit_items:
             rows = np.sort(rng.choice(rows, settings.max_fit_items, replace=False))
@@ -110,7 +118,9 @@ class ServingModel:
         if self.mapping is None or self.content is None:
             return len(self.cold)
         idx = np.unique(np.asarray(catalog_idx, dtype=np.int64))
-        idx = idx[(idx > 0) & (self.row_map.rows(idx) == 0)] if len(idx) else idx
+        if len(idx):
+            idx = idx[idx > 0]
+            idx = idx[self.unlearned[self.row_map.rows(idx)] | (self.row_map.rows(idx) == 0)]
         x, has = self.content.vectors(idx) if len(idx) else (np.zeros((0, 1)), np.zeros(0, dtype=bool))
         with self._cold_lock:
             old = self.cold
@@ -150,7 +160,7 @@ class ServingModel:
         """[Nm + 1] bool: rows whose item is available now; cached until the catalogue changes."""
         cached = self._allowed
         if cached is None or cached[0] != catalog.version:
-            mask = torch.from_numpy(catalog.available_mask()[self.catalog_of_row])
+            mask = torch.from_numpy(catalog.available_mask()[self.catalog_of_row] & ~self.unlearned)
             mask[0] = False
             cached = self._allowed = (catalog.version, mask)
         return cached[1]

@@ -20,7 +20,9 @@ SCRIPTS = [
     ("freshness.py", ["--quick"]),
     ("memory.py", ["--quick"]),
     ("train_speed.py", ["--quick"]),
+    ("online_trainer.py", ["--quick"]),
     ("offline_quality.py", ["--dataset", "tiny-shop", "--set", "train.epochs=2", "--set", "model.dim=16"]),
+    ("cold_start.py", ["--quick"]),
 ]
 
 

@@ -129,6 +129,7 @@ def train_and_publish(
     if warm_start:
         model, parent = warm_start_model(engine, config)
     else:
+        torch.manual_seed(settings.train.seed)  # the initial weights are part of a reproducible run
         model = SASRec(config)
     trainer = Trainer(model, settings.train, progress=progress)
     fit = trainer.fit(split.train_items, split.train_types, split.valid)
@@ -156,6 +157,9 @@ def train_and_publish(
         "holdout": holdout,
         "kind": "warm-start" if warm_start else "full",
         "offsets": {"from": 1, "to": data.max_offset},
+        # Rows of these items only ever served as softmax negatives: serving treats them as cold
+        # (scored from content when they have it) and the content mapping is not fitted on them.
+        "untrained_items": untrained_items(engine, split, data.num_items),
     }
     if decision is not None:
         meta["gate"] = {"reason": decision.reason, "tolerance": decision.tolerance}
@@ -173,6 +177,15 @@ def train_and_publish(
         decision.candidate_version = version
         GateLog(engine.registry.root).append(decision)
     return TrainReport(version, fit, metrics, data.data_range(), decision, _fit_content(engine, progress))
+
+
+def untrained_items(engine: Engine, split: Split, num_items: int) -> list[str]:
+    """External ids of catalogue items that never occur in the training sequences."""
+    seen = np.zeros(num_items + 1, dtype=bool)
+    for items in split.train_items:
+        seen[items] = True
+    ids = engine.catalog.external_ids()
+    return [ids[i - 1] for i in np.flatnonzero(~seen[1:]) + 1]
 
 
 def _fit_content(engine: Engine, progress: bool) -> int:

@@ -86,6 +86,7 @@ class OnlineTrainer:
         self._rng = np.random.default_rng(engine.settings.train.seed)
         self._last_publish_attempt = time.monotonic()
         self._last_batch_at = time.monotonic()
+        self._last_batch: tuple[list[EventRecord], list[int]] | None = None
         self._load()
 
     def _content_rows(self, catalog_idx: Sequence[int]) -> torch.Tensor | None:
@@ -131,6 +132,8 @@ class OnlineTrainer:
                 trained_ranges=[list(r) for r in loaded.meta.get("trained_ranges", [])],
             )
         self.model.train()
+        # Items whose rows never trained (see pipeline.untrained_items); they leave the set once seen here.
+        self.untrained = set(self.registry.meta(self.state.base_version).get("untrained_items") or [])
         self.row_map = RowMap.from_item_ids(self.catalog, self.item_ids)
         self.optimizer = make_optimizer(self.model, self.settings.lr, self.engine.settings.train.weight_decay)
         self.max_len = self.model.config.max_len
@@ -206,8 +209,22 @@ class OnlineTrainer:
         self._follow_external_changes()
         events = self.engine.event_log.read(self.state.committed_offset, self.settings.micro_batch_events)
         if not events or not (force or self.due(len(events))):
+            self._publish_in_lull()
             return None
         return self.process(events)
+
+    def _publish_in_lull(self) -> None:
+        """Publish what was trained before the stream went quiet, judged on the last batch's events;
+        otherwise those weights would wait for the next event however long that takes."""
+        last = self._last_batch
+        if (
+            last is None
+            or self.state.committed_offset < self.state.since_publish_from
+            or time.monotonic() - self._last_publish_attempt < self.settings.publish_interval_s
+        ):
+            return
+        self._gate_and_publish(*last, recent=False)
+        self.checkpoints.save(self.model, self.item_ids, self.state)
 
     def process(self, events: list[EventRecord]) -> BatchReport:
         started = time.perf_counter()
@@ -220,6 +237,7 @@ class OnlineTrainer:
         code, negative = self.types.code, self.types.negative
         collapse = self.engine.settings.state.collapse_repeats
         for e, i in zip(events, idx, strict=True):
+            self.untrained.discard(e.item_id)
             seq = self.sequences.get(e.user_id)
             if seq is None:
                 seq = self.sequences[e.user_id] = UserSequence(self.max_len + 1, collapse)
@@ -236,6 +254,7 @@ class OnlineTrainer:
                 loss = train_step(self.model, self.optimizer, batch, self.loss, self.device)
         self.state.committed_offset = events[-1].offset
         self.state.add_range(events[0].offset, events[-1].offset)
+        self._last_batch = (events, idx)
         self.state.batches += 1
         self.checkpoints.save(self.model, self.item_ids, self.state)
         self._last_batch_at = time.monotonic()
@@ -358,10 +377,16 @@ class OnlineTrainer:
             self._current_cache = (current, (loaded.model, rows))
         return current, self._current_cache[1]
 
-    def _gate_and_publish(self, events: list[EventRecord], idx: list[int]) -> tuple[GateDecision, str | None]:
+    def _gate_and_publish(
+        self, events: list[EventRecord], idx: list[int], recent: bool = True
+    ) -> tuple[GateDecision | None, str | None]:
         self._last_publish_attempt = time.monotonic()
+        if self.state.committed_offset < self.state.since_publish_from or self.registry.pinned():
+            return None, None  # nothing new to judge, or publishing is frozen: skip the costly comparison
         current_version, current = self._current_model()
-        holdouts = {"recent": self._recent_holdout(events, idx), "older": self.older_eval_set()}
+        holdouts = {"older": self.older_eval_set()}
+        if recent:  # events not trained on yet; in a lull there are none, so only forgetting is judged
+            holdouts["recent"] = self._recent_holdout(events, idx)
         self.model.eval()
         decision = compare(
             (self.model, self.row_map.rows), current, holdouts, self.settings.gate_tolerance, current_version
@@ -372,10 +397,6 @@ class OnlineTrainer:
             "evaluated_on_offsets": [events[0].offset, events[-1].offset],
         }
         published = None
-        if self.state.committed_offset < self.state.since_publish_from:
-            decision.accepted, decision.reason = False, "nothing trained since the last publish"
-        elif self.registry.pinned():
-            decision.accepted, decision.reason = False, f"version {self.registry.pinned()} is pinned"
         if decision.accepted:
             candidate = copy.deepcopy(self.model).eval()
             published = self.registry.publish(
@@ -387,6 +408,7 @@ class OnlineTrainer:
                     "holdout": "none",
                     "offsets": {"from": self.state.since_publish_from, "to": self.state.committed_offset},
                     "trained_ranges": self.state.trained_ranges[-20:],
+                    "untrained_items": sorted(self.untrained),
                     "metrics": {"gate": decision.figures},
                     "data": {"max_offset": self.state.committed_offset},
                     "gate": {"reason": decision.reason, "tolerance": decision.tolerance},
