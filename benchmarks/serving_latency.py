@@ -69,7 +69,8 @@ def main() -> None:
                             }
                         )
     write_json(
-        args.out, {"benchmark": "serving_latency", "driver": "httpx+asyncio open loop", "k": args.k, "rows": rows}
+        args.out,
+        {"benchmark": "serving_latency", "driver": "aiohttp+asyncio (uvloop) open loop", "k": args.k, "rows": rows},
     )
 
 

@@ -31,10 +31,12 @@ def build_store(data_dir: Path, n_items: int, n_users: int, events_per_user: int
             engine.catalog.upsert([ItemIn(item_id=i, title=f"Item {i[5:]}") for i in item_ids[start : start + 50_000]])
         popularity = 1.0 / np.arange(1, n_items + 1) ** 0.8
         popularity /= popularity.sum()
+        cdf = np.cumsum(popularity)  # rng.choice(p=...) rebuilds this per call: O(items) per user
+        cdf[-1] = 1.0
         t0 = 1_700_000_000.0
         batch: list[EventRecord] = []
         for u in range(n_users):
-            picks = rng.choice(n_items, size=events_per_user, p=popularity)
+            picks = np.searchsorted(cdf, rng.random(events_per_user), side="right")
             for j, i in enumerate(picks):
                 batch.append(EventRecord(0, f"user-{u:07d}", item_ids[i], "view", t0 + u + j * 1e-3))
             if len(batch) >= 50_000:

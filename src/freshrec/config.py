@@ -146,6 +146,11 @@ class ServingSettings(BaseModel):
     index_auto_threshold: int = Field(
         200_000, ge=1, description="With index='auto', catalogues larger than this use faiss HNSW."
     )
+    score_precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto",
+        description="Exact-index scoring precision: auto uses bf16 where the CPU has native bf16 (about 3x "
+        "faster over 100K items; rankings can differ between near-tied items), else fp32.",
+    )
     micro_batch: int = Field(
         64, ge=1, description="Most concurrent requests scored in one forward pass (1 turns batching off)."
     )

@@ -252,7 +252,9 @@ class Engine:
         except ModelNotFoundError as exc:
             raise NotFound(str(exc)) from exc
         serving = self.settings.serving
-        model = ServingModel(loaded, self.catalog, self.types, serving.index, serving.index_auto_threshold)
+        model = ServingModel(
+            loaded, self.catalog, self.types, serving.index, serving.index_auto_threshold, serving.score_precision
+        )
         content_version = self.content.version if self.content is not None else 0
         if self.content is not None:
             model.attach_content(self.content, self.settings.content)

@@ -55,6 +55,7 @@ class ServingModel:
         types: EventTypes,
         index: str = "exact",
         index_auto_threshold: int = 200_000,
+        score_precision: str = "fp32",
     ) -> None:
         self.version = loaded.version
         self.model = loaded.model.eval()
@@ -67,7 +68,7 @@ class ServingModel:
         self.type_map = np.array([0] + [model_code.get(n, 0) for n in types.names], dtype=np.int64)
         with torch.no_grad():
             vectors = self.model.item_emb.weight.detach().float().clone()
-        self.index = build_index(vectors, index, index_auto_threshold)
+        self.index = build_index(vectors, index, index_auto_threshold, score_precision)
         self.unit = torch.nn.functional.normalize(vectors, dim=1)
         self.unit_np = self.unit.numpy()  # numpy is cheaper than torch for the tiny products in reasons
         self._allowed: tuple[int, torch.Tensor] | None = None

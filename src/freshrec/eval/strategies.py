@@ -70,7 +70,15 @@ class LiveTrending:
 def _side_recommender(engine: Engine) -> Recommender:
     """A recommender over the engine's live state and trending, with its own model slot."""
     settings = engine.settings.serving.model_copy(update={"micro_batch": 1})
-    return Recommender(engine.state, engine.catalog, engine.trending, engine.types, settings)
+    return Recommender(engine.state, engine.catalog, engine.trending, engine.types, settings, engine.settings.content)
+
+
+def _serving(engine: Engine, version: str) -> ServingModel:
+    """A version bound for serving as the engine would bind it (content mapping for cold items included)."""
+    model = ServingModel(engine.registry.load(version), engine.catalog, engine.types)
+    if engine.content is not None:
+        model.attach_content(engine.content, engine.settings.content)
+    return model
 
 
 class OnlineLearning:
@@ -115,10 +123,12 @@ class OnlineLearning:
         while (report := self.trainer.poll(force=True)) is not None:
             if report.decision is not None:
                 self.decisions["accepted" if report.decision.accepted else "rejected"] += 1
-            if report.published:
-                loaded = self.engine.registry.load(report.published)
-                self.recommender.swap(ServingModel(loaded, self.engine.catalog, self.engine.types))
-                self.published.append(report.published)
+        # follow the registry like `freshrec serve` does: versions also get published between batches
+        current = self.engine.registry.current()
+        serving = self.recommender.serving
+        if current is not None and (serving is None or serving.version != current):
+            self.recommender.swap(_serving(self.engine, current))
+            self.published.append(current)
 
     def summary(self) -> dict[str, Any]:
         serving = self.recommender.serving
@@ -162,7 +172,10 @@ class PeriodicRetrain:
             return
         report = train_and_publish(self.trainer_engine, holdout="valid", progress=False)
         loaded = self.trainer_engine.registry.load(report.version)
-        self.recommender.swap(ServingModel(loaded, self.engine.catalog, self.engine.types))
+        model = ServingModel(loaded, self.engine.catalog, self.engine.types)
+        if self.engine.content is not None:
+            model.attach_content(self.engine.content, self.engine.settings.content)
+        self.recommender.swap(model)
         self.retrains += 1
 
     def summary(self) -> dict[str, Any]:

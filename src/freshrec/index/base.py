@@ -26,15 +26,20 @@ class Index(Protocol):
         ...
 
 
-def build_index(vectors: torch.Tensor, kind: str = "auto", auto_threshold: int = 200_000) -> Index:
+def build_index(
+    vectors: torch.Tensor, kind: str = "auto", auto_threshold: int = 200_000, precision: str = "fp32"
+) -> Index:
     """The index a serving model uses: ``exact``, ``faiss-flat``, ``faiss-hnsw``, or ``auto`` (exact up to
-    ``auto_threshold`` rows, HNSW above)."""
+    ``auto_threshold`` rows, HNSW above). ``precision`` ("fp32", "bf16" or "auto": bf16 where the CPU
+    has native bf16) applies to exact scoring."""
     if kind == "auto":
         kind = "exact" if vectors.shape[0] <= auto_threshold else "faiss-hnsw"
     if kind == "exact":
         from freshrec.index.exact import ExactIndex
+        from freshrec.model.device import amp_dtype
 
-        return ExactIndex(vectors)
+        dtype = amp_dtype(vectors.device, precision) if precision != "fp32" else None
+        return ExactIndex(vectors, dtype or torch.float32)
     if kind in ("faiss-flat", "faiss-hnsw"):
         from freshrec.index.faiss import FaissIndex
 
