@@ -23,10 +23,20 @@ Protocol (seeded, default seed 0):
 4. Each point's target is ranked (a) among the cold items only and (b) in the full catalogue: the model's
    scores for every item it has a row for plus the scorer's for cold items, items the user interacted
    with earlier excluded (as serving excludes seen items). HR / NDCG / MRR at 10 and 50. This is the
-   pure score ranking: serving's exploration slot (``content.exploration_slots``) is not applied.
+   pure score ranking: serving's exploration slot (``content.exploration_slots``) is not applied (see 6).
 5. Upsert to recommendable: new items (copies of cold items' content under new ids) are upserted one at
    a time into the engine serving the trained version; the call encodes and maps the item, and the item
    must be in the serving cold table when it returns. p50 / p99 of the call, per encoder.
+6. Exploration (``--exploration-slots 0,1,2``): what giving the last slots of a list to little-exposed items
+   costs in NDCG@10 / HR@10 and buys in cold-item coverage, through the real serving path
+   (``engine.recommend(user, k=10)``). Each sampled user (``--exploration-users``, default 2000) gets one
+   target: their first new item after the history the model trained on (the held-out last warm entry or a
+   cold item, whichever comes first). A second data directory holds every warm event except the sampled
+   users' from their target on, so each user's state is exactly their (warm) history before the target; it
+   serves the trained version, with the encoder fitted before the cold items arrived, as in the first row
+   of 4. Cold items' interactions are never ingested: they just arrived, so their exposure is 0. One engine
+   per ``content.exploration_slots`` value; metrics over all targets and over cold targets, coverage (cold
+   items in at least one list) and the share of list slots holding cold items.
 
 Writes ``benchmarks/results/cold_start_<dataset>.json`` (``--out`` to override) and prints a table.
 """
@@ -48,7 +58,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from freshrec.config import load_settings
+from freshrec.config import Settings, load_settings
 from freshrec.content.document import has_content
 from freshrec.content.encoders import MiniLMEncoder
 from freshrec.content.mapping import ContentMapping
@@ -73,6 +83,7 @@ DATA_DIRS = {  # default directory under shared/data
 KS = (10, 50)
 BATCH = 512
 MAX_TEXT = 100_000  # ItemIn.text's limit
+EXPLORATION_K = 10  # list length of the exploration measurement (serving's default_k)
 
 
 @dataclass
@@ -334,6 +345,230 @@ def upsert_latency(engine: Engine, templates: Sequence[ItemIn], n: int, tag: str
     }
 
 
+# ---- exploration ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class NextItems:
+    """One target per sampled user: the first item new to them after the history the model trained on."""
+
+    cut: dict[str, int]  # user -> position in Dataset.events of the target (their events from there are withheld)
+    target: dict[str, str]  # user -> target item id
+    eligible: int  # users with such a target, before sampling
+
+
+def next_items(
+    events: Sequence[EventIn],
+    cold_ids: set[str],
+    negative: frozenset[str],
+    collapse: bool,
+    max_users: int,
+    rng: np.random.Generator,
+) -> NextItems:
+    """Pick each user's next item after their trained history, and sample users.
+
+    Leave-one-out (``holdout="test"``) trains on every warm sequence entry but the last two (the second
+    last is validation), and only for users with at least 3 entries (shorter ones are trained on whole).
+    So for such a user everything after the second-last entry is untrained: the last warm entry and any
+    cold interaction. The target is the first interaction there with an item the user never touched before
+    (repeat consumption is another task; serving excludes seen items anyway), so warm and cold targets come
+    in the proportion they have in the data.
+    """
+    by_user: dict[str, list[int]] = defaultdict(list)
+    for i, e in enumerate(events):
+        by_user[e.user_id].append(i)
+    candidates: dict[str, tuple[int, str]] = {}
+    for user, positions in by_user.items():
+        # Warm sequence entries as the training sequences build them (UserSequence's rules on time-ordered
+        # events): negatives are no entry, consecutive events on one item are one entry when collapsing.
+        entries: list[tuple[str, int]] = []  # (item, position of its last event)
+        for i in positions:
+            e = events[i]
+            if e.item_id in cold_ids or e.type in negative:
+                continue
+            if collapse and entries and entries[-1][0] == e.item_id:
+                entries[-1] = (e.item_id, i)
+            else:
+                entries.append((e.item_id, i))
+        if len(entries) < 3:
+            continue
+        trained_upto = entries[-2][1]
+        touched = {events[i].item_id for i in positions if i <= trained_upto}
+        for i in positions:
+            e = events[i]
+            if i > trained_upto and e.type not in negative and e.item_id not in touched:
+                candidates[user] = (i, e.item_id)
+                break
+            touched.add(e.item_id)
+    users = sorted(candidates)
+    if len(users) > max_users:
+        users = [users[j] for j in np.sort(rng.choice(len(users), size=max_users, replace=False))]
+    return NextItems({u: candidates[u][0] for u in users}, {u: candidates[u][1] for u in users}, len(candidates))
+
+
+def exploration(
+    args: argparse.Namespace,
+    base: Settings,
+    overrides: dict[str, dict[str, Any]],
+    data: Dataset,
+    cold_ids: set[str],
+    cold_items: Sequence[ItemIn],
+    reference_rows: dict[str, torch.Tensor],
+    work: Path,
+) -> dict[str, Any]:
+    """NDCG@10 / HR@10 of ``engine.recommend`` and cold-item coverage with ``content.exploration_slots`` in
+    ``args.exploration_slots``, on an engine whose state holds each sampled user's history before their target.
+
+    The trained engine cannot be reused: its state holds every warm event, targets included (recommend would
+    exclude them as seen). So a second data directory gets the same catalogue and every warm event except the
+    sampled users' events from their target on, serves the trained version from the same model registry, and
+    has the encoder fitted as at training (before the cold items arrived), the cold items upserted after.
+    Cold items' interactions are never ingested, as in the rest of the protocol: they just arrived, exposure 0.
+    One engine per setting is built on that directory with ``load_settings(content={"exploration_slots": n})``.
+    """
+    slot_values = [int(s) for s in args.exploration_slots.split(",") if s.strip()]
+    if not slot_values:
+        return {"skipped": "--exploration-slots is empty"}
+    # Its own generator, so adding this measurement leaves the seeded draws of the other results unchanged.
+    points = next_items(
+        data.events,
+        cold_ids,
+        frozenset(base.events.negative_types),
+        base.state.collapse_repeats,
+        args.exploration_users,
+        np.random.default_rng([args.seed, 1]),
+    )
+    if not points.cut:
+        return {"skipped": "no user has 3 warm entries and a new item after the second last"}
+    eval_dir = work / "exploration"
+
+    def settings_for(slots: int) -> Settings:
+        storage = {
+            "data_dir": eval_dir,
+            "model_dir": base.storage.resolved_model_dir(),  # the trained version, shared
+            "sqlite_synchronous": "NORMAL",  # a throwaway directory: skip the per-commit fsync
+        }
+        content = {**overrides.get("content", {}), "exploration_slots": slots}
+        return load_settings(**{**overrides, "storage": storage, "content": content})
+
+    t0 = time.perf_counter()
+    engine = build_engine(settings_for(0), load_model=False)
+    try:
+        warm_items = [it for it in data.items if it.item_id not in cold_ids]
+        known = {it.item_id for it in warm_items}
+        # Items known only from the withheld events would otherwise be missing from this catalogue.
+        extra = sorted({e.item_id for e in data.events if e.item_id not in cold_ids} - known)
+        kept = [
+            e
+            for i, e in enumerate(data.events)
+            if e.item_id not in cold_ids and i < points.cut.get(e.user_id, len(data.events))
+        ]
+        store(engine, [*warm_items, *(ItemIn(item_id=i) for i in extra)], kept)
+        try:
+            engine.fit_content()  # as train_and_publish does: on the catalogue before the cold items arrive
+        except ValueError:
+            return {"skipped": "no item has content: nothing is mapped into the cold table"}
+        store(engine, cold_items, [])
+    finally:
+        engine.close()
+    setup_s = time.perf_counter() - t0
+
+    k = EXPLORATION_K
+    users = sorted(points.cut)
+    # Cold items a user met before the target: serving cannot exclude them (the engine never saw those
+    # interactions), so slots they take are counted apart.
+    met: dict[str, set[str]] = defaultdict(set)
+    for i, e in enumerate(data.events):
+        if e.item_id in cold_ids and i < points.cut.get(e.user_id, -1):
+            met[e.user_id].add(e.item_id)
+    is_cold_target = np.array([points.target[u] in cold_ids for u in users], dtype=bool)
+    rows: list[dict[str, Any]] = []
+    check: dict[str, Any] = {}
+    recommendable: set[str] = set()
+    for slots in slot_values:
+        engine = build_engine(settings_for(slots))  # state rebuilt from the log; the cold table is mapped on load
+        try:
+            serving = engine.recommender.serving
+            assert serving is not None and engine.recommender.content_settings.exploration_slots == slots
+            in_table = {engine.catalog.external_id(int(c)): j for j, c in enumerate(serving.cold.catalog_idx)}
+            recommendable = {i for i in cold_ids if i in in_table}
+            if not check:
+                # The same encoder fit and mapping as the trained engine's, so its cold rows should match.
+                diffs = [
+                    float((serving.cold.vectors[in_table[i]] - row).abs().max())
+                    for i, row in reference_rows.items()
+                    if i in in_table
+                ]
+                check = {"cold_rows_compared": len(diffs), "max_abs_diff_vs_trained_engine": max(diffs, default=0.0)}
+            ranks = np.full(len(users), k, dtype=np.int64)  # k: not in the list
+            shown: set[str] = set()
+            slots_total = cold_slots = cold_met = explored = explored_cold = fallback = 0
+            t1 = time.perf_counter()
+            for j, user in enumerate(users):
+                rec = engine.recommend(user, k=k)
+                ids = [it.item_id for it in rec.items]
+                fallback += rec.source != "model"
+                if points.target[user] in ids:
+                    ranks[j] = ids.index(points.target[user])
+                slots_total += len(ids)
+                for it in rec.items:
+                    cold = it.item_id in cold_ids
+                    if cold:
+                        cold_slots += 1
+                        cold_met += it.item_id in met[user]
+                        shown.add(it.item_id)
+                    # Serving names the reason of an item it put in an exploration slot.
+                    if it.reason.startswith("exploration slot"):
+                        explored += 1
+                        explored_cold += cold
+            request_ms = (time.perf_counter() - t1) * 1000 / len(users)
+        finally:
+            engine.close()
+        every, cold_t = summarize(ranks, (k,)), summarize(ranks[is_cold_target], (k,))
+        warm_t = summarize(ranks[~is_cold_target], (k,))
+        any_cold = bool(is_cold_target.any())  # else the cold-target figures are None, not a misleading 0
+        rows.append(
+            {
+                "slots": slots,
+                f"ndcg@{k}_all": every[f"ndcg@{k}"],
+                f"hr@{k}_all": every[f"hr@{k}"],
+                f"hr@{k}_cold_targets": cold_t[f"hr@{k}"] if any_cold else None,
+                "cold_coverage": len(shown) / len(cold_ids),
+                "cold_slot_share": cold_slots / slots_total if slots_total else 0.0,
+                f"ndcg@{k}_cold_targets": cold_t[f"ndcg@{k}"] if any_cold else None,
+                f"ndcg@{k}_warm_targets": warm_t[f"ndcg@{k}"],
+                f"hr@{k}_warm_targets": warm_t[f"hr@{k}"],
+                "cold_items_shown": len(shown),
+                "cold_coverage_of_recommendable": len(shown) / len(recommendable) if recommendable else 0.0,
+                "cold_slots_on_items_met_before": cold_met,
+                "exploration_slots_filled": explored,
+                "exploration_slots_cold": explored_cold,
+                "list_slots": slots_total,
+                "trending_fallback_lists": fallback,
+                "recommend_ms_mean": request_ms,
+            }
+        )
+    return {
+        "k": k,
+        "design": (
+            "a second data directory holds every warm event except each sampled user's events from their target "
+            "on, and serves the trained version; the target is the user's first new item after the history the "
+            "model trained on (the held-out last warm entry or a cold item, whichever comes first); lists are "
+            "engine.recommend(user, k) with seen items excluded; cold items' interactions are never ingested "
+            "(they just arrived: exposure 0)"
+        ),
+        "exploration_max_interactions": base.content.exploration_max_interactions,
+        "users_eligible": points.eligible,
+        "users_sampled": len(users),
+        "targets_cold": int(is_cold_target.sum()),
+        "cold_items": len(cold_ids),
+        "cold_items_recommendable": len(recommendable),
+        "cold_table_check": check,
+        "setup_seconds": setup_s,
+        "rows": rows,
+    }
+
+
 # ---- the run ------------------------------------------------------------------------------------------------
 
 
@@ -397,6 +632,7 @@ def run(args: argparse.Namespace, data_dir: Path, work: Path) -> dict[str, Any]:
                 scorer_notes[scorer.name] = scorer.note
 
         rows, ok = engine_cold_rows(serving, cold_cat)
+        arrival_rows = {cold_items[j].item_id: rows[j] for j in np.flatnonzero(ok)}  # the exploration check
         record(
             row_scorer(
                 f"{settings.content.encoder} [engine, fit before arrival]",
@@ -475,6 +711,9 @@ def run(args: argparse.Namespace, data_dir: Path, work: Path) -> dict[str, Any]:
     finally:
         engine.close()
 
+    t0 = time.perf_counter()
+    explored = exploration(args, settings, overrides, data, cold_ids, cold_items, arrival_rows, work)
+    explore_s = time.perf_counter() - t0
     fit = report.fit
     users_total = len({e.user_id for e in data.events})
     return {
@@ -496,9 +735,10 @@ def run(args: argparse.Namespace, data_dir: Path, work: Path) -> dict[str, Any]:
         "scorer_notes": scorer_notes,
         "mapping": mapping_reports,
         "upsert_to_recommendable": upserts,
+        "exploration": explored,
         "warm_leave_one_out": {k: report.metrics[k] for k in ("model", "popularity") if k in report.metrics},
         "training": {k: v for k, v in fit.to_dict().items() if k != "history"},
-        "timing_seconds": {"load": load_s, "import": import_s, "train": fit.seconds},
+        "timing_seconds": {"load": load_s, "import": import_s, "train": fit.seconds, "exploration": explore_s},
         "notes": notes,
         "settings": {s: getattr(settings, s).model_dump() for s in ("model", "train", "content")},
     }
@@ -531,6 +771,7 @@ def print_table(result: dict[str, Any]) -> None:
                 f"upsert to recommendable ({name}): p50 {u['p50_ms']:.1f} ms, p99 {u['p99_ms']:.1f} ms, "
                 f"{u['recommendable_on_return']}/{u['items']} in the cold table on return"
             )
+    print_exploration(result["exploration"])
     t = result["training"]
     print(
         f"training: {t['epochs']} epochs (best {t['best_epoch']}, {t['stopped']}), {t['seconds']:.1f}s; "
@@ -540,6 +781,40 @@ def print_table(result: dict[str, Any]) -> None:
         print(f"- {name}: {note}")
     for note in result["notes"]:
         print(f"- {note}")
+
+
+def print_exploration(e: dict[str, Any]) -> None:
+    if "skipped" in e:
+        print(f"exploration: skipped ({e['skipped']})")
+        return
+    k = e["k"]
+    print(
+        f"\n#### Exploration: {e['users_sampled']} users' next items (of {e['users_eligible']}; "
+        f"{e['targets_cold']} cold), {e['cold_items_recommendable']}/{e['cold_items']} cold items in the cold table\n"
+    )
+    print(f"| slots | NDCG@{k} all | HR@{k} all | HR@{k} cold targets | cold coverage | cold slot share |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in e["rows"]:
+        cold_hr = r[f"hr@{k}_cold_targets"]
+        print(
+            f"| {r['slots']} | {r[f'ndcg@{k}_all']:.4f} | {r[f'hr@{k}_all']:.4f} "
+            f"| {'n/a' if cold_hr is None else f'{cold_hr:.4f}'} "
+            f"| {r['cold_coverage']:.3f} | {r['cold_slot_share']:.4f} |"
+        )
+    print()
+    for r in e["rows"]:
+        print(
+            f"slots {r['slots']}: {r['exploration_slots_filled']} exploration slots filled "
+            f"({r['exploration_slots_cold']} with cold items), {r['cold_slots_on_items_met_before']} cold slots on "
+            f"items the user met before the target, {r['trending_fallback_lists']} trending lists, "
+            f"{r['recommend_ms_mean']:.2f} ms per request"
+        )
+    c = e["cold_table_check"]
+    print(
+        f"- exploration: {e['design']}; little-exposed: at most {e['exploration_max_interactions']} interactions; "
+        f"cold rows vs the trained engine's: max |diff| {c['max_abs_diff_vs_trained_engine']:.2g} "
+        f"over {c['cold_rows_compared']}"
+    )
 
 
 def main() -> None:
@@ -554,6 +829,14 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, help="train.max_seconds: training time budget.")
     parser.add_argument("--upsert-items", type=int, default=50, help="New items upserted for the latency figure.")
     parser.add_argument(
+        "--exploration-slots",
+        default="0,1,2",
+        help="Comma-separated content.exploration_slots values to measure (empty: skip the measurement).",
+    )
+    parser.add_argument(
+        "--exploration-users", type=int, default=2000, help="Most users in the exploration measurement (sampled)."
+    )
+    parser.add_argument(
         "--set", dest="overrides", action="append", default=[], help="Settings override, e.g. --set model.dim=32."
     )
     parser.add_argument("--quick", action="store_true", help="Smoke run: tiny shop, tiny model, 2 epochs.")
@@ -566,6 +849,8 @@ def main() -> None:
         args.overrides = ["model.dim=16", "model.layers=1", *args.overrides]
     if args.dataset is None:
         parser.error("--dataset is required (or --quick)")
+    if not all(s.strip().isdigit() for s in args.exploration_slots.split(",") if s.strip()):
+        parser.error("--exploration-slots takes non-negative integers, e.g. 0,1,2")
     data_dir = args.data_dir or SHARED_DATA / DATA_DIRS.get(args.dataset, "")
     with tempfile.TemporaryDirectory(prefix="freshrec-cold-") as work:
         result = run(args, data_dir, Path(work))

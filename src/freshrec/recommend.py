@@ -231,7 +231,7 @@ class Recommender:
     ) -> _Scored:
         """The top k of a ranked candidate list, with the last ``explore`` slots going to the best-ranked
         little-exposed items below the cut (when there are any)."""
-        prefixes = ["new item, matched by content" if c else "" for c in is_cold]
+        prefixes = ["matched by content (no learned embedding yet)" if c else "" for c in is_cold]
         slots = min(explore, k - 1) if exposure is not None else 0
         if slots <= 0 or len(cat) <= k - slots:
             take = np.arange(min(k, len(cat)))
@@ -241,9 +241,9 @@ class Recommender:
             counts = np.where(cat[rest] < len(exposure), exposure[np.minimum(cat[rest], len(exposure) - 1)], 0)
             low = rest[counts <= self.content_settings.exploration_max_interactions][:slots]
             fill = rest[~np.isin(rest, low)][: slots - len(low)]
-            take = np.concatenate([head, low, fill])
+            take = np.concatenate([head, fill, low])  # explored items take the last slots
             for t in low:
-                prefixes[t] = "exploration slot, a little-seen " + ("new item" if is_cold[t] else "item")
+                prefixes[t] = "exploration slot, a little-seen item" + (" matched by content" if is_cold[t] else "")
         return _Scored(cat[take], sc[take], unit[take], [prefixes[t] for t in take])
 
     def _cached_vector(self, plan: _Scoring) -> torch.Tensor | None:

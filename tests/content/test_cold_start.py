@@ -42,7 +42,7 @@ def test_new_item_with_similar_content_is_recommended_without_retrain(trained_en
     assert rec.source == "model" and rec.model_version == version  # same version: no retrain happened
     assert "new-twin" in ids
     twin_at = ids.index("new-twin")
-    assert "new item" in rec.items[twin_at].reason
+    assert "matched by content" in rec.items[twin_at].reason
     assert "new-stranger" not in ids[:twin_at]  # unrelated content never ranks above it
     # the model has no row for it: it is scored through the content mapping
     idx = trained_engine.catalog.internal_id("new-twin", create=False)
@@ -121,3 +121,21 @@ def test_online_trainer_initialises_new_rows_from_content(trained_engine: Engine
     src = trainer.row_map.rows(np.array(trained_engine.catalog.internal_ids([recent.item_id])))[0]
     cos = float(rows[0] @ table[src] / (rows[0].norm() * table[src].norm()))
     assert cos > 0.3
+
+
+def test_rows_that_never_trained_are_served_from_content(trained_engine: Engine, trained) -> None:
+    import dataclasses
+
+    from freshrec.serving_model import ServingModel
+
+    _user, recent = _last_user_and_item(trained)
+    loaded = trained_engine.registry.load()
+    assert isinstance(loaded.meta.get("untrained_items"), list)  # recorded at publish
+    # pretend the user's last item never occurred in training: its row only ever lost the softmax
+    meta = {**loaded.meta, "untrained_items": [recent.item_id]}
+    serving = ServingModel(dataclasses.replace(loaded, meta=meta), trained_engine.catalog, trained_engine.types)
+    serving.attach_content(trained_engine.content, trained_engine.settings.content)
+    idx = trained_engine.catalog.internal_id(recent.item_id, create=False)
+    row = int(serving.rows(np.array([idx]))[0])
+    assert serving.unlearned[row] and not bool(serving.allowed(trained_engine.catalog)[row])
+    assert idx in serving.cold.catalog_idx  # scored through its content instead
