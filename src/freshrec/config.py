@@ -182,6 +182,12 @@ class OnlineSettings(BaseModel):
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate of online fine-tuning.")
     steps_per_batch: int = Field(1, ge=1, description="Optimisation steps per micro-batch.")
     publish_interval_s: float = Field(10.0, ge=0, description="Seconds between gate decisions (publish attempts).")
+    idle_publish_s: float = Field(
+        30.0,
+        ge=0,
+        description="After this many seconds without new events, weights trained but not yet published go "
+        "through the gate (older holdout only: there are no unseen events to judge them on); 0 turns it off.",
+    )
     gate_tolerance: float = Field(
         0.01, ge=0, lt=1, description="A candidate may be this much worse (relative NDCG@10) and still publish."
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import torch
 from freshrec.engine import Engine, build_engine
 from freshrec.model.sasrec import SASRec, SASRecConfig
 from freshrec.online.checkpoint import CheckpointStore
+from freshrec.online.gate import GateLog
 from freshrec.online.growth import grow
 from freshrec.online.trainer import OnlineTrainer
 from freshrec.schema import EventIn, ItemIn
@@ -177,3 +179,24 @@ def test_sigkill_mid_batch_never_skips_events(trained: TrainedStore, tmp_path: P
     assert state.committed_offset == last
     covered = sorted({o for lo, hi in state.trained_ranges for o in range(lo, hi + 1)})
     assert covered == list(range(start, last + 1))  # retrained maybe, skipped never
+
+
+def test_weights_trained_before_a_lull_are_published_when_idle(trained: TrainedStore, tmp_path: Path) -> None:
+    engine = engine_on(trained, tmp_path)
+    try:
+        stream_with_new_item(trained, engine, users=60)
+        settings = engine.settings.online.model_copy(update={**ONLINE, "idle_publish_s": 0.05})
+        trainer = OnlineTrainer(engine, settings)
+        before = engine.registry.current()
+        while trainer.poll(force=True) is not None:
+            pass
+        assert engine.registry.current() == before or trainer.state.since_publish_from > trainer.state.committed_offset
+        time.sleep(0.1)
+        assert trainer.poll() is None  # nothing new: the idle check publishes what was trained
+        assert engine.registry.current() != before
+        meta = engine.registry.meta(engine.registry.current())
+        assert meta["kind"] == "online" and meta["offsets"]["to"] == engine.event_log.last_offset()
+        decision = GateLog(engine.registry.root).read(limit=1)[-1]
+        assert "recent" not in json.dumps(decision["figures"])  # judged on the older holdout only
+    finally:
+        engine.close()

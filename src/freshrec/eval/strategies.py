@@ -90,7 +90,9 @@ class OnlineLearning:
     def __init__(self, engine: Engine, every: int) -> None:
         from freshrec.online.trainer import OnlineTrainer
 
-        online = engine.settings.online.model_copy(update={"publish_interval_s": 0.0})
+        # Every catch-up is followed by more events, so the gate always has unseen events to judge on;
+        # idle publishing (older holdout only, wall-clock dependent) stays off for a reproducible replay.
+        online = engine.settings.online.model_copy(update={"publish_interval_s": 0.0, "idle_publish_s": 0.0})
         self.engine = engine
         self.trainer = OnlineTrainer(engine, online)
         self.recommender = _side_recommender(engine)

@@ -216,10 +216,12 @@ class OnlineTrainer:
     def _publish_in_lull(self) -> None:
         """Publish what was trained before the stream went quiet, judged on the last batch's events;
         otherwise those weights would wait for the next event however long that takes."""
-        last = self._last_batch
+        last, idle = self._last_batch, self.settings.idle_publish_s
         if (
             last is None
+            or not idle
             or self.state.committed_offset < self.state.since_publish_from
+            or time.monotonic() - self._last_batch_at < idle
             or time.monotonic() - self._last_publish_attempt < self.settings.publish_interval_s
         ):
             return
