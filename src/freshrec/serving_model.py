@@ -12,7 +12,7 @@ import torch
 
 from freshrec.catalog.base import Catalog
 from freshrec.config import ContentSettings
-from freshrec.content.mapping import ContentMapping
+from freshrec.content.mapping import ContentMapping, fit_for_model
 from freshrec.content.store import ContentStore
 from freshrec.index.base import build_index
 from freshrec.model.data import pad_histories
@@ -92,16 +92,11 @@ class ServingModel:
         no row for, so those items are scored from their content. No-op without a fitted encoder."""
         if not content.fitted:
             return
-        rows = np.flatnonzero(~self.unlearned[1:]) + 1
-        rng = np.random.default_rng(0)
-        if len(rows) > settings.max_fit_items:
-            rows = np.sort(rng.choice(rows, settings.max_fit_items, replace=False))
-        x, has = content.vectors(self.catalog_of_row[rows])
-        if has.sum() < 2:
-            return
         table = self.model.item_emb.weight.detach().float().numpy()
-        mapping = ContentMapping(settings.ridge_l2, settings.norm_scale, settings.max_fit_items)
-        mapping.fit(x[has], table[rows[has]])
+        learned = np.flatnonzero(~self.unlearned[1:]) + 1
+        mapping = fit_for_model(content, self.catalog_of_row, table, learned, settings, np.random.default_rng(0))
+        if mapping is None:
+            return
         self.content, self.mapping = content, mapping
         report = mapping.report
         log.info(

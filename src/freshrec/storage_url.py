@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 
@@ -25,3 +26,18 @@ def sqlite_path(url: str) -> Path:
     if scheme != "sqlite" or not rest.startswith("/") or len(rest) < 2:
         raise ValueError(f"not a sqlite URL: {url!r} (expected sqlite:///<path>)")
     return Path(rest[1:])
+
+
+def connect_sqlite(path: Path | str, synchronous: str = "FULL") -> sqlite3.Connection:
+    """The one way every embedded store opens SQLite: autocommit (callers write their own
+    transactions), shared across threads, WAL, and the given fsync level.
+
+    >>> import tempfile, pathlib
+    >>> conn = connect_sqlite(pathlib.Path(tempfile.mkdtemp()) / "x.db")
+    >>> conn.execute("PRAGMA journal_mode").fetchone()[0]
+    'wal'
+    """
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={synchronous}")
+    return conn

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from freshrec.schema import CatalogItem, ItemIn
+from freshrec.storage_url import connect_sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS items (
@@ -51,9 +52,7 @@ class SQLiteCatalog:
     def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        self._conn = connect_sqlite(self.path, synchronous)
         self._conn.executescript(_SCHEMA)
         self._lock = threading.RLock()
         self._ids: list[str] = []

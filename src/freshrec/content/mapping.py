@@ -10,8 +10,13 @@ norm of warm rows (times ``norm_scale``): direction carries the match, norm the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from freshrec.config import ContentSettings
+    from freshrec.content.store import ContentStore
 
 
 @dataclass
@@ -99,3 +104,26 @@ class ContentMapping:
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+
+
+def fit_for_model(
+    content: ContentStore,
+    catalog_of_row: np.ndarray,
+    table: np.ndarray,
+    rows: np.ndarray,
+    settings: ContentSettings,
+    rng: np.random.Generator,
+) -> ContentMapping | None:
+    """The mapping for one model's item table: fitted on ``rows`` (its learned rows, sampled down to
+    ``settings.max_fit_items``) that have content. ``None`` when fewer than two have any.
+
+    ``catalog_of_row`` translates model rows to catalogue indices; ``table`` is the [N + 1, D] item table.
+    Serving (for cold items) and the online trainer (for new rows) both fit through here.
+    """
+    if len(rows) > settings.max_fit_items:
+        rows = np.sort(rng.choice(rows, settings.max_fit_items, replace=False))
+    x, has = content.vectors(catalog_of_row[rows])
+    if has.sum() < 2:
+        return None
+    mapping = ContentMapping(settings.ridge_l2, settings.norm_scale, settings.max_fit_items)
+    return mapping.fit(x[has], table[rows[has]])

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from freshrec.schema import AppendResult, EventRecord
+from freshrec.storage_url import connect_sqlite
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -71,10 +72,7 @@ class SQLiteEventLog:
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so a batch is exactly one transaction.
-        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        return conn
+        return connect_sqlite(self.path, self._synchronous)
 
     def append(self, events: Sequence[EventRecord]) -> list[AppendResult]:
         if not events:

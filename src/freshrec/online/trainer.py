@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from freshrec.config import OnlineSettings
+from freshrec.content.mapping import fit_for_model
 from freshrec.events.base import iter_events
 from freshrec.model.data import Batch, EvalSet, pad_histories
 from freshrec.model.losses import FullSoftmaxCE
@@ -94,17 +95,14 @@ class OnlineTrainer:
         store, cfg = self.engine.content, self.engine.settings.content
         if store is None or not store.fitted:
             return None
-        from freshrec.content.mapping import ContentMapping
-
-        warm = np.arange(1, len(self.row_map.catalog_of_row))
-        if len(warm) > cfg.max_fit_items:
-            warm = np.sort(self._rng.choice(warm, cfg.max_fit_items, replace=False))
-        x, has = store.vectors(self.row_map.catalog_of_row[warm])
         new_x, new_has = store.vectors(np.asarray(catalog_idx, dtype=np.int64))
-        if has.sum() < 2 or not new_has.any():
+        if not new_has.any():
             return None
         table = self.model.item_emb.weight.detach().float().numpy()
-        mapping = ContentMapping(cfg.ridge_l2, cfg.norm_scale, cfg.max_fit_items).fit(x[has], table[warm[has]])
+        warm = np.arange(1, len(self.row_map.catalog_of_row))
+        mapping = fit_for_model(store, self.row_map.catalog_of_row, table, warm, cfg, self._rng)
+        if mapping is None:
+            return None
         out = torch.full((len(catalog_idx), table.shape[1]), float("nan"))
         out[torch.from_numpy(new_has)] = torch.from_numpy(mapping.predict(new_x[new_has]))
         return out

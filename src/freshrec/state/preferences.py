@@ -8,11 +8,12 @@ the event log, mirrored in memory for the hot path.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+
+from freshrec.storage_url import connect_sqlite
 
 
 class PreferenceStore:
@@ -32,9 +33,7 @@ class PreferenceStore:
     def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30.0)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute(f"PRAGMA synchronous={synchronous}")
+        self._conn = connect_sqlite(self.path, synchronous)
         self._conn.execute(
             "CREATE TABLE IF NOT EXISTS preferences (user_id TEXT PRIMARY KEY, categories TEXT NOT NULL, ts REAL)"
         )
