@@ -15,8 +15,12 @@ re-seeding, model, FLOPs count, trainer, fit, evaluate), so that with the same c
 the ones ``run_recbole`` would report; ``get_flops`` is kept because it runs one forward pass of the
 freshly built (training-mode) model, which draws from the RNG. ``recbole.quick_start`` itself is not
 imported: it imports ``ray`` at module level, which this benchmark does not need. The only additions
-are wall-clock timers around dataset preparation, ``fit`` and the test ``evaluate``, and instance-level
-wrappers that time every training epoch and validation pass and note which epoch was checkpointed.
+are wall-clock timers around dataset preparation, ``fit`` and the test ``evaluate``, instance-level
+wrappers that time every training epoch and validation pass and note which epoch was checkpointed, an
+optional wall-clock budget (``spec["max_seconds"]``: training stops after the epoch that crosses it and the
+best checkpoint so far is tested, as early stopping would), and a second test pass on the same best model
+with freshrec's default protocol (every item of the user's training + validation history removed from the
+ranking, :func:`filtered_test`), so both protocols are reported for the same weights.
 """
 
 from __future__ import annotations
@@ -69,6 +73,58 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class _Budget(Exception):
+    """Raised from the epoch wrapper once the wall-clock budget is spent."""
+
+
+def _histories(config: Config, dataset: Any) -> dict[int, np.ndarray]:
+    """Internal user id -> internal ids of every item the user interacted with except the last (the test
+    item), read from the atomic file the driver wrote (sorted by user, then timestamp)."""
+    name = config["dataset"]
+    frame = pd.read_csv(Path(config["data_path"]) / f"{name}.inter", sep="\t", dtype=str, usecols=[0, 1])
+    frame.columns = ["user", "item"]
+    users = dataset.token2id("user_id", frame["user"].to_numpy())
+    items = dataset.token2id("item_id", frame["item"].to_numpy())
+    out: dict[int, np.ndarray] = {}
+    order = np.argsort(users, kind="stable")
+    users, items = users[order], items[order]
+    bounds = np.flatnonzero(np.diff(users)) + 1
+    for u, seq in zip(np.split(users, bounds), np.split(items, bounds), strict=True):
+        out[int(u[0])] = seq[:-1]
+    return out
+
+
+def filtered_test(config: Config, dataset: Any, model: Any, test_data: Any) -> dict[str, float]:
+    """HR/NDCG/MRR@10 and @20 of ``model`` on RecBole's test examples with the user's history (all
+    interactions but the test one) removed from the ranking: freshrec's default protocol. Rank = number
+    of items scoring strictly higher than the held-out item (0-based), as in freshrec.eval.metrics."""
+    history = _histories(config, dataset)
+    uid_field, iid_field = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
+    ranks: list[np.ndarray] = []
+    model.eval()
+    with torch.no_grad():
+        for interaction, _history_index, _positive_u, _positive_i in test_data:
+            interaction = interaction.to(config["device"])
+            scores = model.full_sort_predict(interaction).view(len(interaction), -1).float()
+            scores[:, 0] = -torch.inf
+            users = interaction[uid_field].cpu().numpy()
+            targets = interaction[iid_field]
+            for row, u in enumerate(users):
+                seen = torch.as_tensor(history[int(u)], device=scores.device)
+                seen = seen[seen != targets[row]]
+                scores[row, seen] = -torch.inf
+            target_scores = scores.gather(1, targets.view(-1, 1))
+            ranks.append((scores > target_scores).sum(dim=1).cpu().numpy())
+    rank = np.concatenate(ranks)
+    out: dict[str, float] = {"n": len(rank)}
+    for k in (10, 20):
+        hit = rank < k
+        out[f"hit@{k}"] = float(hit.mean())
+        out[f"ndcg@{k}"] = float(np.where(hit, 1.0 / np.log2(rank + 2.0), 0.0).mean())
+        out[f"mrr@{k}"] = float(np.where(hit, 1.0 / (rank + 1.0), 0.0).mean())
+    return out
+
+
 def run(spec: dict[str, Any]) -> dict[str, Any]:
     """Train and test one RecBole model as ``spec`` describes; return timings, metrics and versions."""
     config = Config(model=spec["model"], dataset=spec["dataset"], config_dict=spec["config"])
@@ -94,8 +150,23 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     valid_seconds: list[float] = []
     saved_epochs: list[int] = []
     save_checkpoint = trainer._save_checkpoint
-    trainer._train_epoch = _timed(trainer._train_epoch, epoch_seconds)
-    trainer._valid_epoch = _timed(trainer._valid_epoch, valid_seconds)
+    valid_history: list[float] = []
+    budget = spec.get("max_seconds")
+    fit_started = time.perf_counter()
+    train_epoch, valid_epoch = trainer._train_epoch, trainer._valid_epoch
+
+    def _train_epoch(*args: Any, **kwargs: Any) -> Any:
+        if budget is not None and epoch_seconds and time.perf_counter() - fit_started >= budget:
+            raise _Budget
+        return train_epoch(*args, **kwargs)
+
+    def _valid_epoch(*args: Any, **kwargs: Any) -> Any:
+        score, result = valid_epoch(*args, **kwargs)
+        valid_history.append(float(score))
+        return score, result
+
+    trainer._train_epoch = _timed(_train_epoch, epoch_seconds)
+    trainer._valid_epoch = _timed(_valid_epoch, valid_seconds)
 
     def _note_checkpoint(epoch: int, *args: Any, **kwargs: Any) -> None:
         saved_epochs.append(epoch)
@@ -104,16 +175,25 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     trainer._save_checkpoint = _note_checkpoint
 
     start = time.perf_counter()
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=True, show_progress=config["show_progress"]
-    )
+    stopped = "early stopping or epochs"
+    try:
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, saved=True, show_progress=config["show_progress"]
+        )
+    except _Budget:
+        stopped = f"time budget ({budget:.0f} s)"
+        epoch_seconds.pop()  # the refused epoch never ran
+        best_valid_score, best_valid_result = trainer.best_valid_score, trainer.best_valid_result
+        logger.info(f"time budget of {budget} s spent: testing the best checkpoint so far")
     fit_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
     test_result = trainer.evaluate(test_data, load_best_model=True, show_progress=config["show_progress"])
     eval_seconds = time.perf_counter() - start
+    test_filtered = filtered_test(config, dataset, trainer.model, test_data)
     logger.info(f"best valid: {best_valid_result}")
     logger.info(f"test result: {test_result}")
+    logger.info(f"test result, history filtered: {test_filtered}")
 
     train_seconds = sum(epoch_seconds)
     return {
@@ -147,12 +227,15 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         "epoch_seconds": epoch_seconds,
         "valid_seconds": valid_seconds,
         "epochs_run": len(epoch_seconds),
+        "stopped": stopped,
+        "valid_ndcg@10_history": valid_history,
         "seconds_per_epoch": train_seconds / len(epoch_seconds),
         # RecBole numbers epochs from 0; the checkpoint reloaded for the test is the last one saved.
         "best_epoch": saved_epochs[-1] + 1 if saved_epochs else None,
         "best_valid_score": _plain(best_valid_score),
         "best_valid_result": _plain(dict(best_valid_result or {})),
         "test_result": _plain(dict(test_result)),
+        "test_result_filtered": test_filtered,
     }
 
 

@@ -242,23 +242,57 @@ def cpu_info() -> dict[str, Any]:
     return {"model": model, "logical_cores": os.cpu_count(), "usable_cores": usable}
 
 
+def _freshrec_row(dataset: str) -> dict[str, Any] | None:
+    """freshrec's own figures for the same files, from ``benchmarks/offline_quality.py``'s JSON."""
+    path = RESULTS / f"offline_{dataset}.json"
+    if not path.is_file():
+        return None
+    data = json.loads(path.read_text())
+    metrics, training = data["metrics"], data["training"]
+    return {
+        "source": str(path.relative_to(REPO)),
+        "filtered": {k.replace("hr@", "hit@"): v for k, v in metrics["model"].items()},
+        "unfiltered": {k.replace("hr@", "hit@"): v for k, v in metrics.get("model_unfiltered", {}).items()},
+        "train_seconds": training["seconds"],
+        "epochs": training["epochs"],
+        "max_len": data.get("settings", {}).get("model", {}).get("max_len"),
+    }
+
+
 def summary(result: dict[str, Any]) -> str:
-    """A short human-readable table of the run."""
-    test = result["test_result"]
+    """Both rows in one table: RecBole's SASRec and freshrec's (when its offline result exists), each
+    under both protocols (history filtered = freshrec's default; unfiltered = RecBole's), with training
+    time."""
     sec = result["seconds"]
+    rows = [
+        ("RecBole SASRec", "filtered", result.get("test_result_filtered"), sec["fit"]),
+        ("RecBole SASRec", "unfiltered", result["test_result"], sec["fit"]),
+    ]
+    ours = result.get("freshrec")
+    if ours:
+        rows += [
+            ("freshrec", "filtered", ours["filtered"], ours["train_seconds"]),
+            ("freshrec", "unfiltered", ours["unfiltered"] or None, ours["train_seconds"]),
+        ]
     lines = [
         f"RecBole {result['versions']['recbole']} SASRec on {result['dataset']}"
         f" ({result['dataset_stats']['users']} users, {result['dataset_stats']['items']} items,"
         f" {result['dataset_stats']['interactions']} interactions; max length"
         f" {result['config']['MAX_ITEM_LIST_LENGTH']}; device {result['device']})",
-        "  HR@10    NDCG@10  MRR@10   HR@20    NDCG@20",
-        "  " + "  ".join(f"{test[k]:.4f} " for k in ("hit@10", "ndcg@10", "mrr@10", "hit@20", "ndcg@20")),
-        f"  epochs run {result['epochs_run']}, best epoch {result['best_epoch']},"
-        f" {result['seconds_per_epoch']:.2f} s/epoch (training only)",
-        f"  fit {sec['fit']:.1f} s (train {sec['train_epochs_total']:.1f} s + validation"
-        f" {sec['valid_total']:.1f} s + checkpoints), test eval {sec['eval']:.2f} s,"
-        f" data prep {sec['data']:.1f} s",
+        f"  {'model':<16}{'protocol':<12}{'HR@10':>8}{'NDCG@10':>9}{'MRR@10':>8}{'train s':>9}",
     ]
+    for name, protocol, m, seconds in rows:
+        if m:
+            lines.append(
+                f"  {name:<16}{protocol:<12}{m['hit@10']:>8.4f}{m['ndcg@10']:>9.4f}{m['mrr@10']:>8.4f}{seconds:>9.0f}"
+            )
+    lines.append(
+        f"  RecBole: epochs run {result['epochs_run']} ({result.get('stopped', 'early stopping or epochs')}),"
+        f" best epoch {result['best_epoch']}, {result['seconds_per_epoch']:.1f} s/epoch (training only);"
+        f" fit {sec['fit']:.0f} s = train {sec['train_epochs_total']:.0f} s + validation {sec['valid_total']:.0f} s"
+    )
+    if ours:
+        lines.append(f"  freshrec: {ours['epochs']} epochs, max length {ours['max_len']} (from {ours['source']})")
     return "\n".join(lines)
 
 
@@ -276,6 +310,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=2048)
     p.add_argument("--stopping-step", type=int, default=10, help="early-stopping patience (RecBole default)")
     p.add_argument("--seed", type=int, default=2020)
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        help="wall-clock budget for training: no epoch starts after it; the best checkpoint so far is tested",
+    )
+    p.add_argument(
+        "--threads", type=int, help="torch intra-op threads inside the RecBole process (default: torch's choice)"
+    )
     p.add_argument(
         "--quick",
         action="store_true",
@@ -307,12 +349,19 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(work / "saved", ignore_errors=True)  # old checkpoints; RecBole never cleans them
     raw_stats = write_atomic(args.dataset, args.data_dir, name, work)
     cuda = cuda_available()
-    spec = {"model": "SASRec", "dataset": name, "config": recbole_config(args, work, cuda)}
+    spec = {
+        "model": "SASRec",
+        "dataset": name,
+        "config": recbole_config(args, work, cuda),
+        "max_seconds": args.max_seconds,
+    }
     spec_path, inner_out = work / "spec.json", work / "inner_result.json"
     spec_path.write_text(json.dumps(spec, indent=2) + "\n")
     inner_out.unlink(missing_ok=True)
 
     env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+    if args.threads:
+        env.update(OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     started = dt.datetime.now(dt.UTC)
     start = time.perf_counter()
     proc = subprocess.run([str(venv_python()), str(INNER), str(spec_path), str(inner_out)], cwd=work, env=env)
@@ -333,9 +382,12 @@ def main(argv: list[str] | None = None) -> int:
         "requirements": list(REQUIREMENTS),
         "config": spec["config"],
         **json.loads(inner_out.read_text()),
+        "freshrec": _freshrec_row(args.dataset),
         "subprocess_wall_seconds": wall,
         "protocol_notes": [
-            "full ranking WITHOUT removing items already in the user's history (RecBole sequential models)",
+            "test_result: full ranking WITHOUT removing items already in the user's history (RecBole's"
+            " protocol for sequential models); test_result_filtered: the same weights with the user's"
+            " history removed (freshrec's default protocol, computed by _recbole_inner.filtered_test)",
             "leave-one-out by timestamp; ties broken by raw file order (stable sorts)",
             "training examples = every prefix of each user's sequence (RecBole data augmentation)",
             "metrics rounded to 4 decimals by RecBole",

@@ -174,14 +174,17 @@ class OnlineSettings(BaseModel):
     micro_batch_seconds: float = Field(
         2.0, ge=0, description="A smaller micro-batch is trained once its first event is this old."
     )
-    context: int = Field(50, ge=1, description="Sequence entries of context before each new event in training.")
+    context: int = Field(20, ge=1, description="Sequence entries of context before each new event in training.")
     replay_ratio: float = Field(
         1.0, ge=0, description="Replayed older users per affected user in a micro-batch (anti-forgetting)."
     )
+    replay_span: int = Field(
+        8, ge=1, description="Target entries per replayed user: a random span of its sequence (with context)."
+    )
     buffer_size: int = Field(20_000, ge=1, description="Users kept in the reservoir replay buffer.")
-    # The replay (docs/benchmarks.md, section 6) found no one best setting: 1e-3 x 1 step adds +6.6% on
-    # MovieLens-100K but +1.4% on the drifting shop; 3e-3 x 8 steps (tolerance 3%) adds +5.2% on the shop
-    # but +0.1% on MovieLens-100K. The gentler one is the default (and 8x cheaper); tune with the replay.
+    # Replay tuning (docs/benchmarks.md, section 6): with short replay spans and the noise-aware gate,
+    # 1e-3 x 1 step adds +7.2% on MovieLens-100K and +2.2% on the drifting shop; higher rates or more steps
+    # reach +3.1% on the shop but cost MovieLens or forget. Tune per deployment with `freshrec replay`.
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate of online fine-tuning.")
     steps_per_batch: int = Field(1, ge=1, description="Optimisation steps per micro-batch.")
     publish_interval_s: float = Field(10.0, ge=0, description="Seconds between gate decisions (publish attempts).")
@@ -193,6 +196,12 @@ class OnlineSettings(BaseModel):
     )
     gate_tolerance: float = Field(
         0.01, ge=0, lt=1, description="A candidate may be this much worse (relative NDCG@10) and still publish."
+    )
+    gate_noise_z: float = Field(
+        1.64,
+        ge=0,
+        description="A candidate is held back only if worse beyond the tolerance by more than this many standard "
+        "errors of the paired per-user difference (1.64: one-sided 95%; 0: compare the means only).",
     )
     gate_recent_users: int = Field(500, ge=1, description="Newest-event holdout size (users) for the gate.")
     gate_older_users: int = Field(1000, ge=1, description="Fixed older holdout size (users) for forgetting.")

@@ -1,6 +1,7 @@
+import pytest
 import torch
 
-from freshrec.model.sasrec import SASRec, SASRecConfig
+from freshrec.model.sasrec import Dropout, SASRec, SASRecConfig
 
 
 def make(num_items: int = 30, **kw) -> SASRec:
@@ -54,3 +55,21 @@ def test_padding_row_is_zero_and_too_long_input_fails() -> None:
         assert "max_len" in str(exc)
     else:
         raise AssertionError("expected ValueError")
+
+
+def test_dropout_masks_at_the_rounded_rate_keeps_the_mean_and_is_seeded() -> None:
+    drop = Dropout(0.3)
+    x = torch.ones(200_000, requires_grad=True)
+    assert torch.equal(drop.eval()(x), x)  # identity in eval mode
+    drop.train()
+    torch.manual_seed(1)
+    y = drop(x)
+    rate = 77 / 256  # 0.3 rounded to 1/256
+    assert abs(float((y == 0).float().mean()) - rate) < 0.005
+    assert abs(float(y.detach().mean()) - 1.0) < 0.01  # inverted scaling keeps the expectation
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # gradient flows through kept elements only, scaled
+    torch.manual_seed(1)
+    assert torch.equal(drop(x), y)  # the global seed makes it reproducible
+    with pytest.raises(ValueError):
+        Dropout(1.0)

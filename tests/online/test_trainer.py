@@ -200,3 +200,27 @@ def test_weights_trained_before_a_lull_are_published_when_idle(trained: TrainedS
         assert "recent" not in json.dumps(decision["figures"])  # judged on the older holdout only
     finally:
         engine.close()
+
+
+def test_micro_batch_trains_new_entries_and_short_replay_spans(trained: TrainedStore, tmp_path: Path) -> None:
+    engine = engine_on(trained, tmp_path, context=6, replay_span=3)
+    try:
+        trainer = OnlineTrainer(engine)
+        older = [u for u, s in trainer.sequences.items() if len(s.item_array()) > 20][:5]
+        assert older, "the trained store should have users with long histories"
+        fresh_user = older[0]
+        batch = trainer._batch({fresh_user: 2}, older[1:])
+        assert batch is not None
+        targets = batch.targets.numpy()
+        # width bounded by context + targets, not by max_len: no row is padded out to a whole window
+        assert batch.items.shape[1] <= 6 + 3
+        assert (targets[0] > 0).sum() == 2  # the affected user's two newest entries only
+        assert [(row > 0).sum() for row in targets[1:]] == [3, 3, 3, 3]
+        for row, user in zip(range(1, 5), older[1:], strict=True):
+            own = trainer._rows(trainer.sequences[user].item_array())
+            x = batch.items.numpy()[row]
+            x = x[x > 0]
+            # the span is a contiguous piece of that user's own sequence
+            assert any(np.array_equal(own[s : s + len(x)], x) for s in range(len(own) - len(x) + 1))
+    finally:
+        engine.close()

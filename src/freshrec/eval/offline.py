@@ -62,6 +62,13 @@ def evaluate_scorer(
     progress: bool = False,
 ) -> dict[str, float]:
     """Metrics of a scorer on an :class:`EvalSet` under the full-ranking protocol."""
+    return summarize(target_ranks(scorer, data, batch_size, filter_seen, progress), ks)
+
+
+def target_ranks(
+    scorer: Scorer, data: EvalSet, batch_size: int = 512, filter_seen: bool = True, progress: bool = False
+) -> np.ndarray:
+    """0-based rank of each query's held-out item under the full-ranking protocol: [len(data)]."""
     ranks = []
     for start in tqdm(range(0, len(data), batch_size), desc="ranking", disable=not progress, leave=False):
         items = data.items[start : start + batch_size]
@@ -70,7 +77,7 @@ def evaluate_scorer(
         exclude = [np.unique(h) for h in items] if filter_seen else None
         targets = torch.from_numpy(data.targets[start : start + batch_size])
         ranks.append(rank_of_targets(scores.cpu(), targets, exclude).numpy())
-    return summarize(np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64), ks)
+    return np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
 
 
 def model_scorer(model: SASRec, device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None) -> Scorer:

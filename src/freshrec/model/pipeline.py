@@ -203,8 +203,14 @@ def _gate_against_current(engine: Engine, model: SASRec, split: Split, current: 
     loaded = engine.registry.load(current)
     current_contender = (loaded.model, RowMap.from_item_ids(engine.catalog, loaded.item_ids).rows)
     identity = RowMap(np.arange(1, model.num_items + 1)).rows
+    online = engine.settings.online
     decision = compare(
-        (model, identity), current_contender, {"newest": split.valid}, engine.settings.online.gate_tolerance, current
+        (model, identity),
+        current_contender,
+        {"newest": split.valid},
+        online.gate_tolerance,
+        current,
+        online.gate_noise_z,
     )
     decision.context = {"kind": "warm-start"}
     if not decision.accepted:

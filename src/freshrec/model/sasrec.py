@@ -15,6 +15,9 @@ How this implementation deviates from the paper, and why:
   trainer trims each length-bucketed batch to its longest sequence, so padding costs almost nothing.
 * **Event-type embeddings** (view, click, purchase, ...) are added to the input, as HSTU does with action
   types; with a single type (MovieLens ratings) this is a constant shift and changes nothing.
+* **Cheaper dropout on CPU** (:class:`Dropout`): one 64-bit random draw masks eight elements, with the
+  rate rounded to 1/256. ``torch.dropout`` draws a random number per element, and on these CPUs that
+  made dropout ~28% of a training step (profiled in the online trainer); CUDA keeps ``F.dropout``.
 * **Tied output embeddings:** the score of item ``i`` is the dot product of the last hidden state with
   the item's input embedding, so ``item_vectors()`` is both the input table and the retrieval index.
 """
@@ -66,6 +69,45 @@ class SASRecConfig:
         return asdict(self)
 
 
+class Dropout(nn.Module):
+    """Inverted dropout whose CPU mask costs one random int64 per eight elements.
+
+    The effective rate is ``round(p * 256) / 256`` (0.3 -> 0.3008); the kept elements are scaled by
+    ``1 / (1 - rate)`` as usual. On CUDA, or for rates that round to 0 or 1, it is ``F.dropout``.
+
+    Example
+    -------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> drop = Dropout(0.25).train()
+    >>> y = drop(torch.ones(100_000))
+    >>> round(float((y == 0).float().mean()), 2), float(y.max())
+    (0.25, 1.3333333730697632)
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
+        self.p = p
+        self.threshold = round(p * 256)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        if x.device.type != "cpu" or not 0 < self.threshold < 256:
+            return F.dropout(x, self.p, training=True)
+        n = x.numel()
+        words = torch.randint(
+            torch.iinfo(torch.int64).min, torch.iinfo(torch.int64).max, ((n + 7) // 8,), dtype=torch.int64
+        )
+        keep = words.view(torch.uint8)[:n].view(x.shape) >= self.threshold
+        return x * keep * (256.0 / (256 - self.threshold))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float) -> None:
         super().__init__()
@@ -92,9 +134,9 @@ class Block(nn.Module):
         self.attn = CausalSelfAttention(dim, heads, dropout)
         self.norm2 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(
-            nn.Linear(dim, ffn_mult * dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(ffn_mult * dim, dim)
+            nn.Linear(dim, ffn_mult * dim), nn.GELU(), Dropout(dropout), nn.Linear(ffn_mult * dim, dim)
         )
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.drop(self.attn(self.norm1(x)))
@@ -122,7 +164,7 @@ class SASRec(nn.Module):
         self.item_emb = nn.Embedding(config.num_items + 1, d, padding_idx=PAD)
         self.pos_emb = nn.Embedding(config.max_len, d)
         self.type_emb = nn.Embedding(config.num_types + 1, d, padding_idx=0) if config.num_types else None
-        self.emb_drop = nn.Dropout(config.dropout)
+        self.emb_drop = Dropout(config.dropout)
         self.blocks = nn.ModuleList(
             Block(d, config.heads, config.dropout, config.ffn_mult) for _ in range(config.layers)
         )

@@ -8,7 +8,7 @@ One micro-batch, in order:
    neither has trained on (prequential), and on the fixed older holdout; publish if the gate accepts;
 4. fold the events into the trainer's own user sequences;
 5. train on the affected users' newest entries (with ``online.context`` entries of context before them),
-   mixed with whole windows of users replayed from the reservoir buffer (anti-forgetting), using the
+   mixed with random spans of users replayed from the reservoir buffer (anti-forgetting), using the
    same :func:`~freshrec.model.train.train_step` as offline training;
 6. checkpoint weights + committed offset atomically.
 
@@ -34,6 +34,7 @@ from freshrec.config import OnlineSettings
 from freshrec.content.mapping import fit_for_model
 from freshrec.events.base import iter_events
 from freshrec.model.data import Batch, EvalSet, pad_histories
+from freshrec.model.device import amp_dtype
 from freshrec.model.losses import FullSoftmaxCE
 from freshrec.model.rowmap import RowMap
 from freshrec.model.train import make_optimizer, train_step
@@ -84,6 +85,7 @@ class OnlineTrainer:
         self.checkpoints = CheckpointStore(self.registry.root / "trainer")
         self.loss = FullSoftmaxCE()
         self.device = torch.device("cpu")
+        self.amp = amp_dtype(self.device, engine.settings.train.precision)
         self._rng = np.random.default_rng(engine.settings.train.seed)
         self._last_publish_attempt = time.monotonic()
         self._last_batch_at = time.monotonic()
@@ -251,7 +253,7 @@ class OnlineTrainer:
         loss = None
         if batch is not None:
             for _ in range(self.settings.steps_per_batch):
-                loss = train_step(self.model, self.optimizer, batch, self.loss, self.device)
+                loss = train_step(self.model, self.optimizer, batch, self.loss, self.device, self.amp)
         self.state.committed_offset = events[-1].offset
         self.state.add_range(events[0].offset, events[-1].offset)
         self._last_batch = (events, idx)
@@ -318,19 +320,29 @@ class OnlineTrainer:
         return len(unknown)
 
     def _batch(self, fresh: dict[str, int], replay: list[str]) -> Batch | None:
-        """Affected users: only their new entries are targets; replayed users: their whole window."""
-        context = self.settings.context
+        """Affected users: their new entries are targets. Replayed users: a random span of
+        ``online.replay_span`` entries from anywhere in their sequence. Both get ``online.context``
+        entries of context before the targets, so every row is short and the batch is not padded out to
+        ``max_len`` (training whole 200-entry windows for replay made it ~8x slower, and let replay
+        outweigh the new events 30 to 1 in the loss)."""
+        context, span = self.settings.context, self.settings.replay_span
         rows_x, rows_t, rows_y = [], [], []
         for user, n_new in [*fresh.items(), *((u, None) for u in replay)]:
             seq = self.sequences[user]
             items, types = self._rows(seq.item_array()), seq.type_array()
-            window = min(len(items), (n_new or self.max_len) + context, self.max_len + 1)
+            if n_new is None:
+                n_new = min(span, len(items) - 1)
+                if n_new < 1:
+                    continue
+                # span ends at a uniform position: every part of an old history gets replayed in time
+                end = int(self._rng.integers(n_new + 1, len(items) + 1))
+                items, types = items[:end], types[:end]
+            window = min(len(items), n_new + context + 1, self.max_len + 1)
             items, types = items[-window:], types[-window:]
             if len(items) < 2:
                 continue
             x, t, y = items[:-1], types[:-1], items[1:].copy()
-            if n_new is not None:
-                y[: max(0, len(y) - n_new)] = 0  # only the new entries are targets
+            y[: max(0, len(y) - n_new)] = 0  # only the new (or replayed) entries are targets
             y[x == 0] = 0
             rows_x.append(x)
             rows_t.append(t)
@@ -389,7 +401,12 @@ class OnlineTrainer:
             holdouts["recent"] = self._recent_holdout(events, idx)
         self.model.eval()
         decision = compare(
-            (self.model, self.row_map.rows), current, holdouts, self.settings.gate_tolerance, current_version
+            (self.model, self.row_map.rows),
+            current,
+            holdouts,
+            self.settings.gate_tolerance,
+            current_version,
+            self.settings.gate_noise_z,
         )
         self.model.train()
         decision.context = {
