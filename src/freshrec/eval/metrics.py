@@ -18,16 +18,22 @@ def hit_rate(ranks: np.ndarray, k: int) -> float:
     return float(np.mean(ranks < k)) if len(ranks) else 0.0
 
 
+def ndcg_gains(ranks: np.ndarray, k: int) -> np.ndarray:
+    """Per-query NDCG@k with one relevant item: 1 / log2(rank + 2) in the top k, else 0.
+
+    >>> ndcg_gains(np.array([0, 10]), 10).tolist()
+    [1.0, 0.0]
+    """
+    return np.where(ranks < k, 1.0 / np.log2(ranks.astype(np.float64) + 2.0), 0.0)
+
+
 def ndcg(ranks: np.ndarray, k: int) -> float:
     """Mean NDCG@k with one relevant item per query.
 
     >>> round(ndcg(np.array([0, 1, 10]), 10), 4)   # (1 + 1/log2(3) + 0) / 3
     0.5436
     """
-    if not len(ranks):
-        return 0.0
-    gains = np.where(ranks < k, 1.0 / np.log2(ranks.astype(np.float64) + 2.0), 0.0)
-    return float(gains.mean())
+    return float(ndcg_gains(ranks, k).mean()) if len(ranks) else 0.0
 
 
 def mrr(ranks: np.ndarray, k: int) -> float:

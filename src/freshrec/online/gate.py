@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from freshrec.eval.metrics import summarize
+from freshrec.eval.metrics import ndcg_gains, summarize
 from freshrec.eval.offline import model_scorer, target_ranks
 from freshrec.model.data import EvalSet
 from freshrec.model.sasrec import SASRec
@@ -79,7 +79,7 @@ def compare(
         cur_ranks = _ranks(current, data)
         figures[name]["current"] = summarize(cur_ranks, (10,))
         cand, cur = figures[name]["candidate"][GATE_METRIC], figures[name]["current"][GATE_METRIC]
-        diff = _ndcg10(cand_ranks) - _ndcg10(cur_ranks)
+        diff = ndcg_gains(cand_ranks, 10) - ndcg_gains(cur_ranks, 10)
         se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
         figures[name]["paired"] = {"mean_diff": float(diff.mean()), "se": se, "n": float(len(diff))}
         bar = (1 - tolerance) * cur - noise_z * se
@@ -100,19 +100,9 @@ def compare(
     return GateDecision(not failures, reason, tolerance, figures, current_version)
 
 
-def _ndcg10(ranks: np.ndarray) -> np.ndarray:
-    """Per-query NDCG@10 gains from 0-based ranks."""
-    return np.where(ranks < 10, 1.0 / np.log2(ranks.astype(np.float64) + 2.0), 0.0)
-
-
 def _ranks(contender: Contender, data: EvalSet) -> np.ndarray:
     model, rows = contender
-    was = model.training
-    model.eval()
-    try:
-        return target_ranks(model_scorer(model), data.remap(rows))
-    finally:
-        model.train(was)
+    return target_ranks(model_scorer(model), data.remap(rows))  # the scorer runs the model in eval mode
 
 
 class GateLog:

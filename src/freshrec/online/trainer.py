@@ -399,7 +399,6 @@ class OnlineTrainer:
         holdouts = {"older": self.older_eval_set()}
         if recent:  # events not trained on yet; in a lull there are none, so only forgetting is judged
             holdouts["recent"] = self._recent_holdout(events, idx)
-        self.model.eval()
         decision = compare(
             (self.model, self.row_map.rows),
             current,
@@ -408,7 +407,6 @@ class OnlineTrainer:
             current_version,
             self.settings.gate_noise_z,
         )
-        self.model.train()
         decision.context = {
             "trained_offsets": [self.state.since_publish_from, self.state.committed_offset],
             "evaluated_on_offsets": [events[0].offset, events[-1].offset],
