@@ -127,6 +127,12 @@ class TrainSettings(BaseModel):
     windows: bool = Field(
         True, description="Cut sequences longer than max_len into windows so every interaction is a target."
     )
+    window_overlap: int = Field(
+        0,
+        ge=0,
+        description="With windows, each window also reads this many older entries as context (no targets), "
+        "so targets early in a window are not predicted from a short history; must be below model.max_len.",
+    )
     max_seconds: float | None = Field(None, gt=0, description="Stop training after this many seconds.")
     eval_batch_size: int = Field(512, ge=1, description="Users scored per batch during evaluation.")
 
@@ -206,7 +212,15 @@ class OnlineSettings(BaseModel):
     gate_recent_users: int = Field(500, ge=1, description="Newest-event holdout size (users) for the gate.")
     gate_older_users: int = Field(1000, ge=1, description="Fixed older holdout size (users) for forgetting.")
     poll_interval_s: float = Field(0.5, gt=0, description="Pause when the log has nothing new.")
+    content_refit_s: float = Field(
+        60.0, ge=0, description="Seconds a content -> row mapping fitted for new items' rows is reused."
+    )
     nice: int = Field(10, ge=0, le=19, description="Scheduling niceness of the trainer process under `serve`.")
+    sched_idle: bool = Field(
+        True,
+        description="Under `serve`, run the trainer with Linux's SCHED_IDLE policy: it gets only CPU time no "
+        "other process wants, so a serving thread waking up never waits behind it (falls back to `nice`).",
+    )
     torch_threads: int = Field(1, ge=1, description="Intra-op threads of the trainer (leave cores for serving).")
 
 

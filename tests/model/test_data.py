@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from freshrec.model.data import SequenceData, TrainingBatches, leave_one_out, pad_histories
 
@@ -50,3 +51,25 @@ def test_windows_make_every_interaction_a_target_once() -> None:
         assert (y[real] == x[real] + 1).all()  # each target follows its own input
     newest_only = TrainingBatches(data.items, data.types, max_len=3, batch_size=8, windows=False)
     assert newest_only.lengths.tolist() == [3] and newest_only.targets[0].tolist() == [7, 8, 9]
+
+
+def test_overlapping_windows_give_targets_context_and_score_each_once() -> None:
+    data = seqs(list(range(1, 31)))  # 30 entries -> 29 targets
+    tb = TrainingBatches(data.items, data.types, max_len=8, batch_size=8, windows=True, overlap=5)
+    targets = sorted(int(t) for t in tb.targets.ravel() if t)
+    assert targets == list(range(2, 31))  # every interaction is a target exactly once
+    assert tb.positions == 29
+    for x, y in zip(tb.inputs, tb.targets, strict=True):
+        real = y > 0
+        assert (y[real] == x[real] + 1).all()
+        first = int(np.argmax(real))
+        if x[0] != 1:  # every window but the oldest reads 5 entries of context before its first target
+            assert first == 5
+    plain = TrainingBatches(data.items, data.types, max_len=8, batch_size=8, windows=True)
+    assert len(tb.lengths) > len(plain.lengths)  # the price: more (overlapping) windows
+
+
+def test_overlap_must_leave_room_for_targets() -> None:
+    data = seqs([1, 2, 3])
+    with pytest.raises(ValueError, match="window_overlap"):
+        TrainingBatches(data.items, data.types, max_len=3, batch_size=8, overlap=3)

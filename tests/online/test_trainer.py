@@ -15,11 +15,13 @@ import pytest
 import torch
 
 from freshrec.engine import Engine, build_engine
+from freshrec.model.losses import FullSoftmaxCE
 from freshrec.model.sasrec import SASRec, SASRecConfig
+from freshrec.model.train import make_optimizer, train_step
 from freshrec.online.checkpoint import CheckpointStore
 from freshrec.online.gate import GateLog
 from freshrec.online.growth import grow
-from freshrec.online.trainer import OnlineTrainer
+from freshrec.online.trainer import OnlineTrainer, pack_rows
 from freshrec.schema import EventIn, ItemIn
 from tests.conftest import TrainedStore, make_settings
 
@@ -209,18 +211,43 @@ def test_micro_batch_trains_new_entries_and_short_replay_spans(trained: TrainedS
         older = [u for u, s in trainer.sequences.items() if len(s.item_array()) > 20][:5]
         assert older, "the trained store should have users with long histories"
         fresh_user = older[0]
-        batch = trainer._batch({fresh_user: 2}, older[1:])
-        assert batch is not None
-        targets = batch.targets.numpy()
+        parts = trainer._batch({fresh_user: 2}, older[1:])
+        assert parts is not None
         # width bounded by context + targets, not by max_len: no row is padded out to a whole window
-        assert batch.items.shape[1] <= 6 + 3
-        assert (targets[0] > 0).sum() == 2  # the affected user's two newest entries only
-        assert [(row > 0).sum() for row in targets[1:]] == [3, 3, 3, 3]
-        for row, user in zip(range(1, 5), older[1:], strict=True):
-            own = trainer._rows(trainer.sequences[user].item_array())
-            x = batch.items.numpy()[row]
-            x = x[x > 0]
-            # the span is a contiguous piece of that user's own sequence
-            assert any(np.array_equal(own[s : s + len(x)], x) for s in range(len(own) - len(x) + 1))
+        assert all(part.items.shape[1] <= 6 + 3 for part in parts)
+        rows = [(x[x > 0], y) for part in parts for x, y in zip(part.items.numpy(), part.targets.numpy(), strict=True)]
+        assert sorted((y > 0).sum() for _, y in rows) == [2, 3, 3, 3, 3]  # the fresh user's two newest entries
+        fresh_rows = [x for x, y in rows if (y > 0).sum() == 2]
+        assert np.array_equal(
+            fresh_rows[0], trainer._rows(trainer.sequences[fresh_user].item_array())[-9:-1]
+        )  # 6 context + 2 new
+        for x, _ in rows:
+            if x is fresh_rows[0]:
+                continue
+            # each replayed span is a contiguous piece of one of the replayed users' own sequences
+            owns = [trainer._rows(trainer.sequences[u].item_array()) for u in older[1:]]
+            assert any(np.array_equal(own[s : s + len(x)], x) for own in owns for s in range(len(own) - len(x) + 1))
     finally:
         engine.close()
+
+
+def test_packed_parts_make_the_same_step_as_one_padded_batch() -> None:
+    rng = np.random.default_rng(0)
+    rows = [rng.integers(1, 30, size=n) for n in (3, 4, 4, 5, 9, 17, 31)]
+    types = [np.ones_like(r) for r in rows]
+    targets = [np.where(rng.random(len(r)) < 0.5, rng.integers(1, 30, size=len(r)), 0) for r in rows]
+    targets[0][:] = 7  # at least one target
+    parts = pack_rows(rows, types, targets, quantiles=(0.5, 0.8))
+    assert len(parts) == 3 and sum(p.items.shape[0] for p in parts) == len(rows)
+    assert sum(p.items.numel() for p in parts) < len(rows) * 31  # less padding than one batch
+    [whole] = pack_rows(rows, types, targets, quantiles=())
+    assert whole.items.shape == (len(rows), 31)
+    after = []
+    for batch in (parts, whole):
+        torch.manual_seed(0)
+        model = SASRec(SASRecConfig(num_items=30, dim=16, heads=2, layers=2, max_len=32, dropout=0.0))
+        optimizer = make_optimizer(model, 1e-2, 0.0)
+        loss = train_step(model, optimizer, batch, FullSoftmaxCE(), torch.device("cpu"))
+        after.append((loss, model.item_emb.weight.detach().clone()))
+    assert after[0][0] == pytest.approx(after[1][0], rel=1e-5)
+    assert torch.allclose(after[0][1], after[1][1], atol=1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -67,6 +68,9 @@ def test_embedded_trainer_publishes_and_serving_swaps(server_factory, trained: T
             "FRESHREC_ONLINE__MICRO_BATCH_SECONDS": "0.2",
             "FRESHREC_ONLINE__GATE_TOLERANCE": "0.5",
             "FRESHREC_SERVING__MODEL_POLL_S": "0.5",
+            # SCHED_IDLE would let other load on a shared CI machine starve the trainer past the deadline;
+            # tests/online/test_process.py checks that policy on its own.
+            "FRESHREC_ONLINE__SCHED_IDLE": "false",
         },
     )
     items = [it.item_id for it in trained.shop.items]
@@ -89,3 +93,18 @@ def test_embedded_trainer_publishes_and_serving_swaps(server_factory, trained: T
         history = client.get("/v1/model/history").json()
         assert history["versions"][-1]["kind"] == "online" and history["versions"][-1]["parent"]
         assert any(d["accepted"] for d in history["gate_decisions"])
+    # The trainer is a child process at a lower CPU priority than the server.
+    trainers = [pid for pid in _children(server.proc.pid) if b"trainer" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+    assert len(trainers) == 1
+    assert os.getpriority(os.PRIO_PROCESS, trainers[0]) - os.getpriority(os.PRIO_PROCESS, server.proc.pid) == 10
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out

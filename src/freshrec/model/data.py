@@ -197,10 +197,22 @@ class TrainingBatches:
     """Next-item batches from training sequences, bucketed by length so padding costs almost nothing.
 
     A sequence s of S >= 2 entries yields inputs s[:-1] and targets s[1:]. When it is longer than
-    ``max_len + 1``, ``windows=True`` cuts it into consecutive windows of ``max_len`` targets (newest
-    first), so every interaction is a training target once; ``windows=False`` keeps only the newest
-    window, as the original SASRec does. Each epoch sorts windows by length with random tie-breaking,
-    cuts batches, shuffles the batch order, and trims each batch to its longest window.
+    ``max_len + 1``, ``windows=True`` cuts it into windows of ``max_len`` inputs (newest first), so every
+    interaction is a training target once; ``windows=False`` keeps only the newest window, as the original
+    SASRec does. With ``overlap`` > 0 each window also reaches ``overlap`` entries back into the next older
+    one, as context without targets, so no target but the oldest few is predicted from a short history
+    (RecBole's per-prefix training gives every target a full context; this gets close for about
+    ``max_len / (max_len - overlap)`` times the positions). Each epoch sorts windows by length with random
+    tie-breaking, cuts batches, shuffles the batch order, and trims each batch to its longest window.
+
+    Example
+    -------
+    >>> s = [np.arange(1, 12)]  # 11 entries: 10 targets
+    >>> b = TrainingBatches(s, [np.ones(11, dtype=np.int64)], max_len=4, batch_size=8, overlap=2)
+    >>> b.targets.tolist()  # newest window first; all but the oldest use their first 2 inputs as context only
+    [[0, 0, 10, 11], [0, 0, 8, 9], [0, 0, 6, 7], [2, 3, 4, 5]]
+    >>> b.positions  # every interaction is a target exactly once
+    10
     """
 
     def __init__(
@@ -210,26 +222,33 @@ class TrainingBatches:
         max_len: int,
         batch_size: int,
         windows: bool = True,
+        overlap: int = 0,
     ) -> None:
-        spans: list[tuple[int, int, int]] = []  # (sequence, first target index, end target index)
+        if not 0 <= overlap < max_len:
+            raise ValueError(f"train.window_overlap ({overlap}) must be below model.max_len ({max_len})")
+        # (sequence, first input's target index, end target index, first scored target index)
+        spans: list[tuple[int, int, int, int]] = []
         for i, s in enumerate(items):
             end = len(s)
             while end > 1:
                 start = max(1, end - max_len)
-                spans.append((i, start, end))
+                # The oldest window (and the only one without windows) scores all its targets; the
+                # others leave their first ``overlap`` targets to the next older window.
+                scored = start if start == 1 or not windows else end - (max_len - overlap)
+                spans.append((i, start, end, scored))
                 if not windows:
                     break
-                end = start
+                end = scored
         n = len(spans)
-        self.lengths = np.array([end - start for _, start, end in spans], dtype=np.int64)
+        self.lengths = np.array([end - start for _, start, end, _ in spans], dtype=np.int64)
         self.inputs = np.zeros((n, max_len), dtype=np.int64)
         self.input_types = np.zeros((n, max_len), dtype=np.int64)
         self.targets = np.zeros((n, max_len), dtype=np.int64)
-        for row, (i, start, end) in enumerate(spans):
+        for row, (i, start, end, scored) in enumerate(spans):
             s, t, ln = items[i], types[i], end - start
             self.inputs[row, :ln] = s[start - 1 : end - 1]
             self.input_types[row, :ln] = t[start - 1 : end - 1]
-            self.targets[row, :ln] = s[start:end]
+            self.targets[row, scored - start : ln] = s[scored:end]
         self.batch_size = batch_size
 
     def __len__(self) -> int:
@@ -238,7 +257,7 @@ class TrainingBatches:
     @property
     def positions(self) -> int:
         """Scored positions per epoch."""
-        return int(self.lengths.sum())
+        return int(np.count_nonzero(self.targets))
 
     def epoch(self, rng: np.random.Generator) -> Iterator[Batch]:
         order = np.lexsort((rng.random(len(self.lengths)), self.lengths))

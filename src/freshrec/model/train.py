@@ -12,7 +12,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -50,26 +50,40 @@ def forward_loss(
 def train_step(
     model: SASRec,
     optimizer: torch.optim.Optimizer,
-    batch: Batch,
+    batch: Batch | Sequence[Batch],
     loss: NextItemLoss,
     device: torch.device,
     amp: torch.dtype | None = None,
     step_fn: ForwardLoss = forward_loss,
     max_grad_norm: float | None = 1.0,
 ) -> float:
-    """One optimisation step on one batch; returns the loss. Offline and online training both call this."""
+    """One optimisation step on one batch; returns the loss. Offline and online training both call this.
+
+    A sequence of batches is one step over their union: gradients are accumulated, each part weighted
+    by its share of the targets, so the result equals one batch holding every row, without padding the
+    short rows out to the longest one (the online trainer's rows range from ~20 to ~200 entries).
+    """
     model.train()
-    batch = batch.to(device)
-    flat_targets = batch.targets.reshape(-1)
-    positions = flat_targets.nonzero().squeeze(1)
-    with autocast(device, amp):
-        value = step_fn(model, loss, batch.items, batch.types, flat_targets.index_select(0, positions), positions)
+    parts = [batch] if isinstance(batch, Batch) else list(batch)
+    counts = [int(torch.count_nonzero(p.targets)) for p in parts]
+    total = sum(counts)
     optimizer.zero_grad(set_to_none=True)
-    value.backward()
+    value_sum = 0.0
+    for part, count in zip(parts, counts, strict=True):
+        if not count:
+            continue
+        part = part.to(device)
+        flat_targets = part.targets.reshape(-1)
+        positions = flat_targets.nonzero().squeeze(1)
+        with autocast(device, amp):
+            value = step_fn(model, loss, part.items, part.types, flat_targets.index_select(0, positions), positions)
+        share = count / total
+        (value * share if len(parts) > 1 else value).backward()
+        value_sum += float(value.detach()) * share
     if max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
-    return float(value.detach())
+    return value_sum
 
 
 def make_optimizer(model: SASRec, lr: float, weight_decay: float) -> torch.optim.Optimizer:
@@ -157,7 +171,12 @@ class Trainer:
     def prepare(self, train_items: list[np.ndarray], train_types: list[np.ndarray]) -> TrainingBatches:
         """Batches for these sequences; also decides whether to compile (it depends on the data size)."""
         batches = TrainingBatches(
-            train_items, train_types, self.model.config.max_len, self.settings.batch_size, self.settings.windows
+            train_items,
+            train_types,
+            self.model.config.max_len,
+            self.settings.batch_size,
+            self.settings.windows,
+            self.settings.window_overlap,
         )
         if not len(batches):
             raise ValueError("no training sequences with at least two entries")

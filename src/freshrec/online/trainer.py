@@ -20,10 +20,11 @@ restarts from that version and its offsets.
 from __future__ import annotations
 
 import copy
+import itertools
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 from freshrec.config import OnlineSettings
-from freshrec.content.mapping import fit_for_model
+from freshrec.content.mapping import ContentMapping, fit_for_model
 from freshrec.events.base import iter_events
 from freshrec.model.data import Batch, EvalSet, pad_histories
 from freshrec.model.device import amp_dtype
@@ -63,6 +64,44 @@ class BatchReport:
     seconds: float
     decision: GateDecision | None = None
     published: str | None = None
+
+
+#: Length quantiles at which a micro-batch's rows are cut into parts (pack_rows).
+PACK_QUANTILES = (0.5, 0.8, 0.95)
+
+
+def pack_rows(
+    rows_x: list[np.ndarray],
+    rows_t: list[np.ndarray],
+    rows_y: list[np.ndarray],
+    quantiles: Sequence[float] = PACK_QUANTILES,
+) -> list[Batch]:
+    """Rows of different lengths -> batches of similar lengths, each right-padded to its own longest row.
+
+    A user with a burst of new events makes a long row; padding every row to it wasted about half of
+    each micro-batch's compute on the generated shop. Rows are sorted by length and cut at these length
+    quantiles (a handful of parts: each costs a forward/backward call).
+
+    Example
+    -------
+    >>> rows = [np.arange(1, n + 1) for n in (3, 3, 3, 9)]
+    >>> [tuple(b.items.shape) for b in pack_rows(rows, rows, rows, quantiles=(0.5,))]
+    [(3, 3), (1, 9)]
+    """
+    order = np.argsort([len(x) for x in rows_x], kind="stable")
+    lengths = np.array([len(rows_x[r]) for r in order])
+    cuts = sorted({int(np.searchsorted(lengths, np.quantile(lengths, q), side="right")) for q in quantiles})
+    bounds = [0, *(c for c in cuts if 0 < c < len(order)), len(order)]
+    parts = []
+    for lo, hi in itertools.pairwise(bounds):
+        members = order[lo:hi]
+        width = int(lengths[hi - 1])
+        out = [np.zeros((len(members), width), dtype=np.int64) for _ in range(3)]
+        for r, m in enumerate(members):
+            x, t, y = rows_x[m], rows_t[m], rows_y[m]
+            out[0][r, : len(x)], out[1][r, : len(t)], out[2][r, : len(y)] = x, t, y
+        parts.append(Batch(*(torch.from_numpy(a) for a in out)))
+    return parts
 
 
 class OnlineTrainer:
@@ -100,12 +139,19 @@ class OnlineTrainer:
         new_x, new_has = store.vectors(np.asarray(catalog_idx, dtype=np.int64))
         if not new_has.any():
             return None
-        table = self.model.item_emb.weight.detach().float().numpy()
-        warm = np.arange(1, len(self.row_map.catalog_of_row))
-        mapping = fit_for_model(store, self.row_map.catalog_of_row, table, warm, cfg, self._rng)
+        # The ridge fit is ~5% of a micro-batch: reuse it for a while, since one micro-batch at the online
+        # learning rate barely moves the table it was fitted on.
+        cached = self._mapping
+        if cached is not None and time.monotonic() - cached[0] < self.settings.content_refit_s:
+            mapping = cached[1]
+        else:
+            table = self.model.item_emb.weight.detach().float().numpy()
+            warm = np.arange(1, len(self.row_map.catalog_of_row))
+            mapping = fit_for_model(store, self.row_map.catalog_of_row, table, warm, cfg, self._rng)
+            self._mapping = (time.monotonic(), mapping)
         if mapping is None:
             return None
-        out = torch.full((len(catalog_idx), table.shape[1]), float("nan"))
+        out = torch.full((len(catalog_idx), self.model.config.dim), float("nan"))
         out[torch.from_numpy(new_has)] = torch.from_numpy(mapping.predict(new_x[new_has]))
         return out
 
@@ -143,6 +189,7 @@ class OnlineTrainer:
         )
         self._older_users = set(self.older_holdout["users"])
         self._current_cache: tuple[str, Contender] | None = None
+        self._mapping: tuple[float, ContentMapping | None] | None = None  # (fitted at, mapping)
 
     def _rebuild_sequences(self) -> None:
         collapse = self.engine.settings.state.collapse_repeats
@@ -273,33 +320,37 @@ class OnlineTrainer:
             published,
         )
 
-    def _walk(self, events: list[EventRecord], idx: list[int]):
+    def _walk(self, events: list[EventRecord], idx: list[int], want: Callable[[EventRecord, int], bool] | None = None):
         """Events in order with each user's history just before it (sequence + earlier events of this
-        batch), as catalogue indices; the trainer's sequences are not modified."""
+        batch), as catalogue indices; the trainer's sequences are not modified. With ``want``, only the
+        events it accepts are yielded (building their histories is the costly part)."""
         pending: dict[str, tuple[list[int], list[int]]] = {}
-        code = self.types.code
+        code, negative = self.types.code, self.types.negative
         for e, i in zip(events, idx, strict=True):
             seq = self.sequences.get(e.user_id)
             extra_items, extra_types = pending.setdefault(e.user_id, ([], []))
-            base_items = seq.item_array() if seq is not None else np.zeros(0, dtype=np.int64)
-            base_types = seq.type_array() if seq is not None else np.zeros(0, dtype=np.int64)
-            history = np.concatenate([base_items, np.asarray(extra_items, dtype=np.int64)])
-            types = np.concatenate([base_types, np.asarray(extra_types, dtype=np.int64)])
-            yield e, i, history, types
-            if e.type not in self.types.negative and (not len(history) or history[-1] != i):
+            if want is None or want(e, i):
+                base_items = seq.item_array() if seq is not None else np.zeros(0, dtype=np.int64)
+                base_types = seq.type_array() if seq is not None else np.zeros(0, dtype=np.int64)
+                history = np.concatenate([base_items, np.asarray(extra_items, dtype=np.int64)])
+                types = np.concatenate([base_types, np.asarray(extra_types, dtype=np.int64)])
+                yield e, i, history, types
+            last = extra_items[-1] if extra_items else (seq.items[-1] if seq is not None and len(seq) else None)
+            if e.type not in negative and last != i:
                 extra_items.append(i)
                 extra_types.append(code.get(e.type, 0))
 
     def _grow(self, events: list[EventRecord], idx: list[int]) -> int:
-        unknown = list(dict.fromkeys(i for i in idx if not self._rows(np.array([i]))[0]))
+        idx_arr = np.asarray(idx, dtype=np.int64)
+        unknown = [int(i) for i in dict.fromkeys(idx_arr[self._rows(idx_arr) == 0].tolist())]
         if not unknown:
             return 0
-        wanted = set(unknown)
+        wanted, negative = set(unknown), self.types.negative
         owners, histories, history_types = [], [], []
-        for e, i, history, types in self._walk(events, idx):
+        for _e, i, history, types in self._walk(events, idx, lambda e, i: i in wanted and e.type not in negative):
             rows = self._rows(history[-self.max_len :])
             keep = rows > 0
-            if i in wanted and keep.any() and e.type not in self.types.negative:
+            if keep.any():
                 owners.append(i)
                 histories.append(rows[keep])
                 history_types.append(types[-self.max_len :][keep])
@@ -319,12 +370,13 @@ class OnlineTrainer:
         log.info("grew the item table by %d rows (%s)", len(unknown), {k: how.count(k) for k in set(how)})
         return len(unknown)
 
-    def _batch(self, fresh: dict[str, int], replay: list[str]) -> Batch | None:
+    def _batch(self, fresh: dict[str, int], replay: list[str]) -> list[Batch] | None:
         """Affected users: their new entries are targets. Replayed users: a random span of
         ``online.replay_span`` entries from anywhere in their sequence. Both get ``online.context``
         entries of context before the targets, so every row is short and the batch is not padded out to
         ``max_len`` (training whole 200-entry windows for replay made it ~8x slower, and let replay
-        outweigh the new events 30 to 1 in the loss)."""
+        outweigh the new events 30 to 1 in the loss). Rows are packed by length into a few parts that
+        make one optimisation step (see :func:`pack_rows`)."""
         context, span = self.settings.context, self.settings.replay_span
         rows_x, rows_t, rows_y = [], [], []
         for user, n_new in [*fresh.items(), *((u, None) for u in replay)]:
@@ -349,11 +401,7 @@ class OnlineTrainer:
             rows_y.append(y)
         if not rows_x or not any((y > 0).any() for y in rows_y):
             return None
-        width = max(len(x) for x in rows_x)
-        out = [np.zeros((len(rows_x), width), dtype=np.int64) for _ in range(3)]
-        for r, (x, t, y) in enumerate(zip(rows_x, rows_t, rows_y, strict=True)):
-            out[0][r, : len(x)], out[1][r, : len(t)], out[2][r, : len(y)] = x, t, y
-        return Batch(*(torch.from_numpy(a) for a in out))
+        return pack_rows(rows_x, rows_t, rows_y)
 
     # ---- gate and publish ------------------------------------------------------------------------
 
@@ -361,7 +409,12 @@ class OnlineTrainer:
         """Each user's first new-to-them positive event in this batch, scored from the history before it."""
         users, items, types, targets = [], [], [], []
         taken: set[str] = set()
-        for e, i, history, history_types in self._walk(events, idx):
+        negative, older = self.types.negative, self._older_users
+
+        def candidate(e: EventRecord, _: int) -> bool:
+            return e.type not in negative and e.user_id not in taken and e.user_id not in older
+
+        for e, i, history, history_types in self._walk(events, idx, candidate):
             if (
                 e.type in self.types.negative
                 or e.user_id in taken
