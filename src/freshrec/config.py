@@ -193,6 +193,9 @@ class OnlineSettings(BaseModel):
     # reach +3.1% on the shop but cost MovieLens or forget. Tune per deployment with `freshrec replay`.
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate of online fine-tuning.")
     steps_per_batch: int = Field(1, ge=1, description="Optimisation steps per micro-batch.")
+    item_lr_scale: float = Field(
+        1.0, gt=0, description="The item table's learning rate is online.lr times this (embeddings vs dense layers)."
+    )
     publish_interval_s: float = Field(10.0, ge=0, description="Seconds between gate decisions (publish attempts).")
     idle_publish_s: float = Field(
         30.0,

@@ -1,10 +1,11 @@
 import numpy as np
+import pytest
 import torch
 
 from freshrec.config import TrainSettings
 from freshrec.model.data import SequenceData, leave_one_out
 from freshrec.model.sasrec import SASRec, SASRecConfig
-from freshrec.model.train import Trainer
+from freshrec.model.train import Trainer, make_optimizer
 
 
 def cyclic_data(n_users: int = 60, n_items: int = 20, length: int = 12, seed: int = 0) -> SequenceData:
@@ -48,3 +49,15 @@ def test_early_stopping_restores_best_epoch() -> None:
     best = max(h.valid["ndcg@10"] for h in result.history)
     assert result.valid["ndcg@10"] == best
     assert result.history[result.best_epoch - 1].valid["ndcg@10"] == best
+
+
+def test_item_table_gets_its_own_learning_rate() -> None:
+    model = SASRec(SASRecConfig(num_items=10, dim=8, heads=2, layers=1, max_len=4))
+    plain = make_optimizer(model, 1e-3, 0.1)
+    assert len(plain.param_groups) == 2  # decay / no decay, one learning rate
+    scaled = make_optimizer(model, 1e-3, 0.1, item_lr_scale=10.0)
+    [items] = [g for g in scaled.param_groups if any(p is model.item_emb.weight for p in g["params"])]
+    assert items["lr"] == pytest.approx(1e-2) and items["weight_decay"] == 0.1
+    others = [p for g in scaled.param_groups if g is not items for p in g["params"]]
+    assert len(others) + 1 == len(list(model.parameters()))
+    assert all(g["lr"] == pytest.approx(1e-3) for g in scaled.param_groups if g is not items)

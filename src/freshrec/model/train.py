@@ -86,14 +86,22 @@ def train_step(
     return value_sum
 
 
-def make_optimizer(model: SASRec, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    """AdamW with decay on matrices only (not on norms, biases or position embeddings)."""
-    decay, no_decay = [], []
+def make_optimizer(model: SASRec, lr: float, weight_decay: float, item_lr_scale: float = 1.0) -> torch.optim.Optimizer:
+    """AdamW with decay on matrices only (not on norms, biases or position embeddings).
+
+    ``item_lr_scale`` gives the item table its own learning rate (``lr * item_lr_scale``): the online
+    trainer's sparse/dense split, as Monolith updates embeddings far more eagerly than dense layers.
+    """
+    decay, no_decay, items = [], [], []
     for name, p in model.named_parameters():
-        (decay if p.ndim >= 2 and "pos_emb" not in name else no_decay).append(p)
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
-    )
+        if item_lr_scale != 1.0 and p is model.item_emb.weight:
+            items.append(p)
+        else:
+            (decay if p.ndim >= 2 and "pos_emb" not in name else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if items:
+        groups.append({"params": items, "weight_decay": weight_decay, "lr": lr * item_lr_scale})
+    return torch.optim.AdamW(groups, lr=lr)
 
 
 @dataclass

@@ -181,7 +181,9 @@ class OnlineTrainer:
         # Items whose rows never trained (see pipeline.untrained_items); they leave the set once seen here.
         self.untrained = set(self.registry.meta(self.state.base_version).get("untrained_items") or [])
         self.row_map = RowMap.from_item_ids(self.catalog, self.item_ids)
-        self.optimizer = make_optimizer(self.model, self.settings.lr, self.engine.settings.train.weight_decay)
+        self.optimizer = make_optimizer(
+            self.model, self.settings.lr, self.engine.settings.train.weight_decay, self.settings.item_lr_scale
+        )
         self.max_len = self.model.config.max_len
         self._rebuild_sequences()
         self.older_holdout = self.checkpoints.load_holdout() or self.checkpoints.save_holdout(
