@@ -78,7 +78,7 @@ def train_step(
         with autocast(device, amp):
             value = step_fn(model, loss, part.items, part.types, flat_targets.index_select(0, positions), positions)
         share = count / total
-        (value * share if len(parts) > 1 else value).backward()
+        (value * share).backward()
         value_sum += float(value.detach()) * share
     if max_grad_norm is not None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)

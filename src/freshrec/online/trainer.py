@@ -417,13 +417,7 @@ class OnlineTrainer:
             return e.type not in negative and e.user_id not in taken and e.user_id not in older
 
         for e, i, history, history_types in self._walk(events, idx, candidate):
-            if (
-                e.type in self.types.negative
-                or e.user_id in taken
-                or not len(history)
-                or i in set(history.tolist())
-                or e.user_id in self._older_users
-            ):
+            if not len(history) or i in set(history.tolist()):
                 continue
             taken.add(e.user_id)
             users.append(e.user_id)
