@@ -186,6 +186,7 @@ def throughput_pass(store: Store, work: Path, label: str, online: OnlineSettings
         "published": sum(r.published is not None for r in reports),
         "gate_reasons": dict(Counter(r.decision.reason for r in gated if r.decision is not None)),
         "new_items": sum(r.new_items for r in reports),
+        "steps_per_batch": [r.steps for r in reports],
         "trained_users_mean": float(np.mean([r.trained_users for r in reports])) if reports else 0.0,
         "replayed_users_mean": float(np.mean([r.replayed_users for r in reports])) if reports else 0.0,
         "loss_first": losses[0] if losses else None,
@@ -335,6 +336,9 @@ def server_env(args: argparse.Namespace) -> dict[str, str]:
         env["FRESHREC_ONLINE__PUBLISH_INTERVAL_S"] = str(args.publish_interval_live)
     if args.gate_tolerance is not None:
         env["FRESHREC_ONLINE__GATE_TOLERANCE"] = str(args.gate_tolerance)
+    for kv in args.online:
+        key, value = kv.split("=", 1)
+        env[f"FRESHREC_ONLINE__{key.upper()}"] = value
     return env
 
 
@@ -488,6 +492,13 @@ def main() -> None:
     parser.add_argument(
         "--gate-tolerance", type=float, default=None, help="online.gate_tolerance of every part (default: config)."
     )
+    parser.add_argument(
+        "--online",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Override an online setting in every part, e.g. --online dropout=0 (repeatable).",
+    )
     parser.add_argument("--model-poll", type=float, default=0.5, help="serving.model_poll_s of the servers.")
     parser.add_argument("--watch-interval", type=float, default=0.2, help="Seconds between GET /v1/model polls.")
     parser.add_argument("--parts", default="1,2,3", help="Parts to run, comma-separated.")
@@ -508,8 +519,11 @@ def main() -> None:
         # default 1% tolerance the gate may reject everything, and part 2 would have nothing to measure.
         args.gate_tolerance = 0.99 if args.gate_tolerance is None else args.gate_tolerance
         args.threads = args.threads or "1"
-    # The online settings every part uses: the defaults, bar --gate-tolerance.
-    defaults = OnlineSettings(**({} if args.gate_tolerance is None else {"gate_tolerance": args.gate_tolerance}))
+    # The online settings every part uses: the defaults, bar --online and --gate-tolerance.
+    overrides = dict(kv.split("=", 1) for kv in args.online)
+    if args.gate_tolerance is not None:
+        overrides["gate_tolerance"] = args.gate_tolerance
+    defaults = OnlineSettings(**overrides)
     threads = [int(t) for t in (args.threads or f"{defaults.torch_threads},2").split(",")]
     threads = list(dict.fromkeys(threads))
     publish_interval = defaults.publish_interval_s if args.publish_interval is None else args.publish_interval

@@ -188,11 +188,29 @@ class OnlineSettings(BaseModel):
         8, ge=1, description="Target entries per replayed user: a random span of its sequence (with context)."
     )
     buffer_size: int = Field(20_000, ge=1, description="Users kept in the reservoir replay buffer.")
-    # Replay tuning (docs/benchmarks.md, section 6): with short replay spans and the noise-aware gate,
-    # 1e-3 x 1 step adds +7.2% on MovieLens-100K and +2.2% on the drifting shop; higher rates or more steps
-    # reach +3.1% on the shop but cost MovieLens or forget. Tune per deployment with `freshrec replay`.
+    # Replay tuning (docs/benchmarks.md, section 6): 1e-3 x 1 step adds +13.5% on Amazon, +7.9% on
+    # MovieLens-100K and +1.8% on the drifting shop; more steps with a faster item table and a warm-up reach
+    # +3.5% on the shop but cost MovieLens. Tune per deployment with `freshrec replay`.
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate of online fine-tuning.")
-    steps_per_batch: int = Field(1, ge=1, description="Optimisation steps per micro-batch.")
+    steps_per_batch: int = Field(
+        1,
+        ge=1,
+        description="Optimisation steps per micro-batch while the trainer is caught up; it stops after one "
+        "step whenever a whole micro-batch of events is already waiting.",
+    )
+    warmup_steps: int = Field(
+        0,
+        ge=0,
+        description="Steps over which the online learning rate ramps up linearly after the trainer starts or "
+        "restarts its weights (0: none).",
+    )
+    dropout: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="Dropout rate while fine-tuning online (unset: the model's own). Attention dropout doubles "
+        "the cost of the trainer's attention on CPU.",
+    )
     item_lr_scale: float = Field(
         1.0, gt=0, description="The item table's learning rate is online.lr times this (embeddings vs dense layers)."
     )
@@ -204,13 +222,23 @@ class OnlineSettings(BaseModel):
         "through the gate (older holdout only: there are no unseen events to judge them on); 0 turns it off.",
     )
     gate_tolerance: float = Field(
-        0.01, ge=0, lt=1, description="A candidate may be this much worse (relative NDCG@10) and still publish."
+        0.01,
+        ge=0,
+        lt=1,
+        description="A candidate may be this much worse (relative NDCG@10) than the current version, and on the "
+        "older holdout than the lineage's first version, and still publish.",
     )
     gate_noise_z: float = Field(
         1.64,
         ge=0,
         description="A candidate is held back only if worse beyond the tolerance by more than this many standard "
         "errors of the paired per-user difference (1.64: one-sided 95%; 0: compare the means only).",
+    )
+    resync_after_rejections: int = Field(
+        3,
+        ge=0,
+        description="After this many gate rejections in a row for falling behind the lineage's first version on "
+        "the older holdout (drift), the trainer restarts its weights from the served version (0: never).",
     )
     gate_recent_users: int = Field(500, ge=1, description="Newest-event holdout size (users) for the gate.")
     gate_older_users: int = Field(1000, ge=1, description="Fixed older holdout size (users) for forgetting.")

@@ -73,3 +73,36 @@ def test_dropout_masks_at_the_rounded_rate_keeps_the_mean_and_is_seeded() -> Non
     assert torch.equal(drop(x), y)  # the global seed makes it reproducible
     with pytest.raises(ValueError):
         Dropout(1.0)
+
+
+def test_hidden_at_chosen_positions_equals_the_full_forward_and_its_gradients() -> None:
+    """The last block runs only where asked; values and gradients match reading the full output."""
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(num_items=30, dim=16, heads=2, layers=2, max_len=10, num_types=3)).eval()
+    items = torch.randint(1, 31, (4, 10))
+    types = torch.randint(1, 4, (4, 10))
+    positions = torch.tensor([3, 9, 12, 25, 39])
+    full = model(items, types).reshape(-1, 16)[positions]
+    full.pow(2).sum().backward()
+    expected = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    picked = model(items, types, positions=positions)
+    picked.pow(2).sum().backward()
+    assert picked.shape == (5, 16) and torch.allclose(picked, full, atol=1e-6)
+    for name, param in model.named_parameters():
+        if name in expected:
+            assert torch.allclose(param.grad, expected[name], atol=1e-5), name
+    lengths = torch.tensor([10, 4, 1, 7])
+    newest = model(items, types)[torch.arange(4), lengths - 1]
+    assert torch.allclose(model.encode(items, lengths, types), newest, atol=1e-6)
+
+
+def test_set_dropout_changes_every_rate_but_not_the_config() -> None:
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(num_items=30, dim=16, heads=2, layers=2, max_len=10, dropout=0.3)).train()
+    items = torch.randint(1, 31, (4, 10))
+    assert not torch.equal(model(items), model(items))  # dropout on
+    model.set_dropout(0.0)
+    assert torch.equal(model(items), model(items)) and model.config.dropout == 0.3
+    with pytest.raises(ValueError):
+        model.set_dropout(1.0)

@@ -7,7 +7,7 @@ import torch
 
 from freshrec.model.data import EvalSet
 from freshrec.model.sasrec import SASRec, SASRecConfig
-from freshrec.online.gate import compare
+from freshrec.online.gate import Anchor, compare
 
 N_ITEMS = 40
 
@@ -77,3 +77,52 @@ def test_noise_allowance_accepts_a_slightly_worse_candidate_on_a_small_holdout_o
     assert lenient.accepted, lenient.reason  # two swapped rows on 40 users: within the noise
     big = {"recent": holdout(4000, 3)}
     assert not compare((worse, identity), (current, identity), big, 0.0, "v1", noise_z=1.64).accepted
+
+
+def test_anchor_stops_losses_compounding_down_the_lineage() -> None:
+    """Each step loses a little to its parent (inside the per-step bar) but the sum does not pass the
+    lineage's first version: without the anchor the ratchet would let every step through."""
+    first = chain_model()
+    data = {"older": holdout(4000, 4)}
+    anchor = Anchor.score("v1", (first, identity), data["older"])
+    alone = compare((first, identity), None, data, 0.0, None)
+    assert np.isclose(anchor.gains.mean(), alone.figures["older"]["candidate"]["ndcg@10"])
+    current, candidate = chain_model(), chain_model()
+    with torch.no_grad():  # current already lost two items; the candidate loses two more
+        for model, pairs in ((current, [(3, 4)]), (candidate, [(3, 4), (10, 11)])):
+            for a, b in pairs:
+                model.item_emb.weight[[a, b]] = model.item_emb.weight[[b, a]]
+    step = compare((candidate, identity), (current, identity), data, 0.1, "v2", noise_z=1.64)
+    assert step.accepted, step.reason  # within 10% of its parent
+    anchored = compare((candidate, identity), (current, identity), data, 0.1, "v2", 1.64, anchors={"older": anchor})
+    cand = anchored.figures["older"]["candidate"]["ndcg@10"]
+    ref = anchored.figures["older"]["anchor"]["ndcg@10"]
+    se = anchored.figures["older"]["paired_anchor"]["se"]
+    assert anchored.accepted == (cand >= 0.9 * ref - 1.64 * se)
+    assert step.figures["older"]["current"]["ndcg@10"] > cand and ref > step.figures["older"]["current"]["ndcg@10"]
+    # a tolerance the two-step loss exceeds but each step does not
+    tight = 1 - (cand + 1.64 * se) / ref - 0.001
+    assert compare((candidate, identity), (current, identity), data, tight, "v2", 1.64).accepted
+    lineage = compare((candidate, identity), (current, identity), data, tight, "v2", 1.64, anchors={"older": anchor})
+    assert not lineage.accepted and "lineage's first version" in lineage.reason and "(v1)" in lineage.reason
+    # the anchor is a fixed reference: comparing the first version with itself passes
+    assert compare((first, identity), (current, identity), data, 0.0, "v2", 1.64, anchors={"older": anchor}).accepted
+
+
+def test_standard_error_counts_users_not_rows() -> None:
+    """Several targets of one user are not independent evidence: repeating every user's row three times
+    leaves the paired standard error as it was."""
+    current, worse = chain_model(), chain_model()
+    with torch.no_grad():
+        worse.item_emb.weight[[3, 4]] = worse.item_emb.weight[[4, 3]]
+    once = holdout(200, 5)
+    thrice = EvalSet(
+        [u for u in once.users for _ in range(3)],
+        [x for x in once.items for _ in range(3)],
+        [t for t in once.types for _ in range(3)],
+        np.repeat(once.targets, 3),
+    )
+    a = compare((worse, identity), (current, identity), {"h": once}, 0.0, "v1", 1.64).figures["h"]["paired"]
+    b = compare((worse, identity), (current, identity), {"h": thrice}, 0.0, "v1", 1.64).figures["h"]["paired"]
+    assert a["se"] > 0 and np.isclose(a["se"], b["se"]) and np.isclose(a["mean_diff"], b["mean_diff"])
+    assert b["n"] == 600 and b["users"] == 200

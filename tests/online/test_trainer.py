@@ -16,7 +16,7 @@ import torch
 
 from freshrec.engine import Engine, build_engine
 from freshrec.model.losses import FullSoftmaxCE
-from freshrec.model.sasrec import SASRec, SASRecConfig
+from freshrec.model.sasrec import Dropout, SASRec, SASRecConfig
 from freshrec.model.train import make_optimizer, train_step
 from freshrec.online.checkpoint import CheckpointStore
 from freshrec.online.gate import GateLog
@@ -118,6 +118,49 @@ def test_gate_rejects_a_damaged_candidate(trained: TrainedStore, tmp_path: Path)
         engine.close()
 
 
+def test_repeated_rejections_restart_the_trainer_from_the_served_version(trained: TrainedStore, tmp_path: Path) -> None:
+    engine = engine_on(trained, tmp_path, gate_tolerance=0.05, resync_after_rejections=2, dropout=0.0)
+    try:
+        stream_with_new_item(trained, engine, users=50)
+        trainer = OnlineTrainer(engine)
+        holdout = trainer.checkpoints.load_holdout()
+        assert holdout is not None and holdout["anchor"]["version"] == trained.version
+        assert len(holdout["anchor"]["gains"]) == len(holdout["users"])  # the lineage's first version, per user
+        trainer.poll(force=True)  # grows the new item's row and trains
+        served = engine.registry.load(trained.version).model.item_emb.weight.detach()
+        reports = []
+        for round_ in range(2):
+            with torch.no_grad():
+                table = trainer.model.item_emb.weight
+                table[1:] = table[1:][torch.randperm(table.shape[0] - 1)]
+            engine.ingest(
+                [
+                    EventIn(user_id=f"r{round_}-{u}", item_id=trained.shop.items[u].item_id, type="view")
+                    for u in range(60)
+                ]
+            )
+            reports.append(trainer.poll(force=True))
+        assert all(r is not None and r.decision is not None and not r.decision.accepted for r in reports)
+        assert reports[0] is not None and reports[1] is not None and reports[1].decision is not None
+        assert "resynced" not in reports[0].decision.context
+        resync = reports[1].decision.context["resynced"]
+        assert resync["to"] == trained.version == engine.registry.current()
+        # back on the served weights (one online step since), the grown row kept
+        table = trainer.model.item_emb.weight.detach()
+        assert table.shape[0] == served.shape[0] + 1 and trainer.item_ids[-1] == "sku-new"
+        assert torch.allclose(table[: served.shape[0]], served, atol=0.01)
+        # online.dropout holds for the restarted weights too (the served version was built with 0.2)
+        rates = [m.p for m in trainer.model.modules() if isinstance(m, Dropout)]
+        assert rates and all(p == 0.0 for p in rates) and trainer.model.config.dropout > 0
+        # the discarded offsets leave the record of what the weights were trained on
+        assert trainer.state.trained_ranges == [[resync["discarded_offsets"][1] + 1, reports[1].last_offset]]
+        assert trainer.state.since_publish_from == resync["discarded_offsets"][1] + 1
+        logged = engine.model_history()["gate_decisions"][-1]
+        assert logged["context"]["resynced"]["to"] == trained.version
+    finally:
+        engine.close()
+
+
 def test_external_rollback_restarts_the_trainer_from_that_version(trained: TrainedStore, tmp_path: Path) -> None:
     engine = engine_on(trained, tmp_path)
     try:
@@ -200,6 +243,27 @@ def test_weights_trained_before_a_lull_are_published_when_idle(trained: TrainedS
         assert meta["kind"] == "online" and meta["offsets"]["to"] == engine.event_log.last_offset()
         decision = GateLog(engine.registry.root).read(limit=1)[-1]
         assert "recent" not in json.dumps(decision["figures"])  # judged on the older holdout only
+    finally:
+        engine.close()
+
+
+def test_extra_steps_only_while_caught_up_and_the_lr_warms_up(trained: TrainedStore, tmp_path: Path) -> None:
+    engine = engine_on(trained, tmp_path, steps_per_batch=3, warmup_steps=4)
+    try:
+        users = sorted({e.user_id for e in trained.shop.events})[:50]
+        items = [i.item_id for i in trained.shop.items[:40]]
+        engine.ingest([EventIn(user_id=users[n % 50], item_id=items[n % 40], type="view") for n in range(1000)])
+        trainer = OnlineTrainer(engine)
+        base = [g["lr"] for g in trainer.optimizer.param_groups]
+        reports, lrs = [], []
+        while (report := trainer.poll(force=True)) is not None:
+            reports.append(report)
+            lrs.append([g["lr"] / b for g, b in zip(trainer.optimizer.param_groups, base, strict=True)])
+        # the learning rate ramps up over the first 4 steps: 1/4 after the first, full from the fourth on
+        assert [round(max(f), 6) for f in lrs] == [0.25, 1.0, 1.0] and all(min(f) == max(f) for f in lrs)
+        # micro-batches of 400: 600 and then 200 events wait behind the first two, none behind the last
+        assert [r.events for r in reports] == [400, 400, 200]
+        assert [r.steps for r in reports] == [1, 3, 3]
     finally:
         engine.close()
 

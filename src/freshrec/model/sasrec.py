@@ -119,12 +119,16 @@ class CausalSelfAttention(nn.Module):
         self.dropout = dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, L, D]
+        return self.out(self.mix(x))
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention output before the output projection: [B, L, D]."""
         b, length, d = x.shape
         q, k, v = self.qkv(x).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(
             q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
         )  # [B, H, L, D/H]
-        return self.out(y.transpose(1, 2).reshape(b, length, d))
+        return y.transpose(1, 2).reshape(b, length, d)
 
 
 class Block(nn.Module):
@@ -138,8 +142,18 @@ class Block(nn.Module):
         )
         self.drop = Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.drop(self.attn(self.norm1(x)))
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, L, D] -> [B, L, D]; with ``positions`` (flat indices into B x L) -> [M, D] at those only.
+
+        Every position still feeds the keys and values, but the output projection, the feed-forward
+        network and the residuals (three quarters of a block's matrix work) run only where asked.
+        """
+        if positions is None:
+            x = x + self.drop(self.attn(self.norm1(x)))
+            return x + self.drop(self.ffn(self.norm2(x)))
+        d = x.shape[-1]
+        mixed = self.attn.mix(self.norm1(x)).reshape(-1, d).index_select(0, positions)
+        x = x.reshape(-1, d).index_select(0, positions) + self.drop(self.attn.out(mixed))
         return x + self.drop(self.ffn(self.norm2(x)))
 
 
@@ -184,8 +198,16 @@ class SASRec(nn.Module):
         """Rows in the item table, padding excluded (grows with :meth:`grow_items`)."""
         return self.item_emb.num_embeddings - 1
 
-    def forward(self, items: torch.Tensor, types: torch.Tensor | None = None) -> torch.Tensor:
-        """Hidden state at every position. ``items``: [B, L] int64 (right-padded) -> [B, L, D]."""
+    def forward(
+        self, items: torch.Tensor, types: torch.Tensor | None = None, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Hidden state at every position. ``items``: [B, L] int64 (right-padded) -> [B, L, D].
+
+        With ``positions`` ([M] flat indices into B x L) only those rows come out, [M, D]: the same values
+        as ``forward(items, types).reshape(-1, D)[positions]``, but the last block skips the positions no
+        one reads (padding, context-only entries), which is most of them when serving one user vector per
+        sequence or fine-tuning on a few new entries per user.
+        """
         length = items.shape[1]
         if length > self.config.max_len:
             raise ValueError(f"sequence length {length} exceeds max_len {self.config.max_len}")
@@ -194,14 +216,31 @@ class SASRec(nn.Module):
         if self.type_emb is not None and types is not None:
             x = x + self.type_emb(types)
         x = self.emb_drop(x)
-        for block in self.blocks:
-            x = block(x)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, positions if i == last else None)
+        if positions is not None and not len(self.blocks):
+            x = x.reshape(-1, x.shape[-1]).index_select(0, positions)
         return self.final_norm(x)
+
+    def set_dropout(self, p: float) -> None:
+        """Change every dropout rate in place (the config keeps the rate the model was built with).
+
+        >>> model = SASRec(SASRecConfig(num_items=5, dim=8, heads=1, layers=1, max_len=4, dropout=0.3))
+        >>> model.set_dropout(0.0)
+        """
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
+        for module in self.modules():
+            if isinstance(module, Dropout):
+                module.p, module.threshold = p, round(p * 256)
+            elif isinstance(module, CausalSelfAttention):
+                module.dropout = p
 
     def encode(self, items: torch.Tensor, lengths: torch.Tensor, types: torch.Tensor | None = None) -> torch.Tensor:
         """User vectors from the newest position of each sequence: [B, L] -> [B, D]."""
-        hidden = self.forward(items, types)
-        return hidden[torch.arange(items.shape[0], device=items.device), lengths - 1]
+        newest = torch.arange(items.shape[0], device=items.device) * items.shape[1] + (lengths - 1)
+        return self.forward(items, types, positions=newest)
 
     def item_vectors(self) -> torch.Tensor:
         """Item table without the padding row: [N, D]; row ``i`` is item index ``i + 1``."""

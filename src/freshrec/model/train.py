@@ -42,8 +42,7 @@ def forward_loss(
 ) -> torch.Tensor:
     """Loss at the given flat positions only. ``positions``/``targets``: [M] (computed outside so a
     compiled graph has no data-dependent shapes)."""
-    hidden = model(items, types)  # [B, L, D]
-    picked = hidden.reshape(-1, hidden.shape[-1]).index_select(0, positions)  # [M, D]
+    picked = model(items, types, positions=positions)  # [M, D]
     return loss(picked, model.item_emb.weight, targets)
 
 

@@ -7,6 +7,12 @@ Both models are scored on the same users, so the gate can tell a real loss from 
 current one by more than ``noise_z`` standard errors of the paired per-user difference. The per-batch
 holdouts are a few hundred users; with ``noise_z`` = 0 the replay showed the gate rejecting most
 candidates on noise alone (docs/benchmarks.md, section 6).
+
+Comparing only with the current version lets forgetting ratchet: each version may lose a little
+(tolerance + noise) to its parent, and the losses compound down the lineage (the ML-100K replay lost 38%
+of the older holdout's NDCG@10 that way over 14 accepted versions). So a holdout can also carry an
+:class:`Anchor`, the per-user gains of the lineage's first version, fixed when the holdout was drawn;
+the candidate must then clear the same bar against the anchor too, which bounds the total loss.
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ class GateDecision:
     candidate_version: str | None = None
     at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     context: dict[str, Any] = field(default_factory=dict)
+    behind_lineage: bool = False  # failed against the lineage's first version (drift, not a noisy batch)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +58,30 @@ class GateDecision:
 Contender = tuple[SASRec, Callable[[np.ndarray], np.ndarray]]
 
 
+@dataclass(frozen=True)
+class Anchor:
+    """A fixed reference on one holdout: the version it was scored with and its per-user NDCG@10 gains
+    (in the holdout's user order), so later candidates get a paired comparison without rescoring it."""
+
+    version: str
+    gains: np.ndarray
+
+    @classmethod
+    def score(cls, version: str, contender: Contender, data: EvalSet) -> Anchor:
+        """Score ``contender`` on ``data`` once.
+
+        >>> anchor = Anchor.score("v1", (model, rows), older)  # doctest: +SKIP
+        """
+        return cls(version, ndcg_gains(_ranks(contender, data), 10))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"version": self.version, "gains": self.gains.tolist()}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Anchor:
+        return cls(str(raw["version"]), np.asarray(raw["gains"], dtype=np.float64))
+
+
 def compare(
     candidate: Contender,
     current: Contender | None,
@@ -58,46 +89,93 @@ def compare(
     tolerance: float,
     current_version: str | None,
     noise_z: float = 0.0,
+    anchors: dict[str, Anchor] | None = None,
 ) -> GateDecision:
     """Accept when, on every holdout, candidate NDCG@10 >= (1 - tolerance) x current NDCG@10 - noise_z x SE,
-    SE being the standard error of the mean per-user difference (candidate - current).
+    SE being the standard error of the mean per-user difference (candidate - current), and the same
+    against ``anchors[name]`` where a holdout has one (the lineage's first version: no ratchet).
 
     Holdouts are in catalogue indices; each model is scored in its own row space (an item it has no row
     for cannot be recommended by it). With no current model the candidate is accepted; empty holdouts
     are skipped and named in the reason.
+
+    >>> decision = compare((cand, rows), (cur, rows), {"older": older}, 0.01, "v3", 1.64)  # doctest: +SKIP
+    >>> decision.accepted, decision.reason  # doctest: +SKIP
     """
     figures: dict[str, dict[str, dict[str, float]]] = {}
-    failures, skipped = [], []
+    failures: list[str] = []
+    lineage_failures: list[str] = []
+    skipped = []
+    anchors = anchors or {}
     for name, data in holdouts.items():
         if not len(data):
             skipped.append(name)
             continue
         cand_ranks = _ranks(candidate, data)
+        cand_gains = ndcg_gains(cand_ranks, 10)
         figures[name] = {"candidate": summarize(cand_ranks, (10,))}
+        cand = figures[name]["candidate"][GATE_METRIC]
+        anchor = anchors.get(name)
+        if anchor is not None and len(anchor.gains) == len(data):
+            ref = float(anchor.gains.mean())
+            paired = _paired(cand_gains, anchor.gains, data.users)
+            figures[name]["anchor"] = {GATE_METRIC: ref}
+            figures[name]["paired_anchor"] = paired
+            if cand < (1 - tolerance) * ref - noise_z * paired["se"]:
+                lineage_failures.append(_shortfall(name, cand, ref, tolerance, noise_z, paired["se"], anchor.version))
         if current is None:
             continue
         cur_ranks = _ranks(current, data)
         figures[name]["current"] = summarize(cur_ranks, (10,))
-        cand, cur = figures[name]["candidate"][GATE_METRIC], figures[name]["current"][GATE_METRIC]
-        diff = ndcg_gains(cand_ranks, 10) - ndcg_gains(cur_ranks, 10)
-        se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else 0.0
-        figures[name]["paired"] = {"mean_diff": float(diff.mean()), "se": se, "n": float(len(diff))}
-        bar = (1 - tolerance) * cur - noise_z * se
-        if cand < bar:
-            noise = f" - {noise_z:g} x SE {se:.4f}" if noise_z else ""
-            failures.append(f"{name} {GATE_METRIC} {cand:.4f} < {1 - tolerance:.2f} x {cur:.4f}{noise}")
-    if current is None:
+        cur = figures[name]["current"][GATE_METRIC]
+        paired = figures[name]["paired"] = _paired(cand_gains, ndcg_gains(cur_ranks, 10), data.users)
+        if cand < (1 - tolerance) * cur - noise_z * paired["se"]:
+            failures.append(_shortfall(name, cand, cur, tolerance, noise_z, paired["se"]))
+    noise = f" (allowing {noise_z:g} SE of noise)" if noise_z else ""
+    if failures or lineage_failures:
+        parts = []
+        if failures:
+            parts.append("worse than current: " + "; ".join(failures))
+        if lineage_failures:
+            parts.append("worse than the lineage's first version: " + "; ".join(lineage_failures))
+        reason = "; ".join(parts)
+    elif current is None:
         reason = "no current version"
-    elif failures:
-        reason = "worse than current: " + "; ".join(failures)
     elif figures:
-        noise = f" (allowing {noise_z:g} SE of noise)" if noise_z else ""
         reason = f"not worse than current beyond {tolerance:.0%}{noise} on " + ", ".join(figures)
+        anchored = [f"{n} ({anchors[n].version})" for n in figures if "anchor" in figures[n]]
+        if anchored:
+            reason += "; nor than the lineage's first version on " + ", ".join(anchored)
     else:
         reason = "no holdout to judge on"
     if skipped:
         reason += f" (empty holdouts skipped: {', '.join(skipped)})"
-    return GateDecision(not failures, reason, tolerance, figures, current_version)
+    return GateDecision(
+        not (failures or lineage_failures),
+        reason,
+        tolerance,
+        figures,
+        current_version,
+        behind_lineage=bool(lineage_failures),
+    )
+
+
+def _paired(candidate: np.ndarray, reference: np.ndarray, users: list[str]) -> dict[str, float]:
+    """Mean per-row difference and its standard error over *users*: a user's rows are averaged first,
+    since targets of one user are not independent evidence."""
+    diff = candidate - reference
+    _, which = np.unique(np.asarray(users, dtype=object), return_inverse=True)
+    per_user = np.bincount(which, weights=diff) / np.bincount(which)
+    se = float(per_user.std(ddof=1) / np.sqrt(len(per_user))) if len(per_user) > 1 else 0.0
+    return {"mean_diff": float(diff.mean()), "se": se, "n": float(len(diff)), "users": float(len(per_user))}
+
+
+def _shortfall(
+    name: str, cand: float, ref: float, tolerance: float, noise_z: float, se: float, version: str | None = None
+) -> str:
+    noise = f" - {noise_z:g} x SE {se:.4f}" if noise_z else ""
+    of = f" ({version})" if version else ""
+    return f"{name} {GATE_METRIC} {cand:.4f} < {1 - tolerance:.2f} x {ref:.4f}{of}{noise}"
 
 
 def _ranks(contender: Contender, data: EvalSet) -> np.ndarray:

@@ -27,10 +27,13 @@ def initial_rows(
     contexts: dict[int, torch.Tensor],
     content: ContentRows | None = None,
     generator: torch.Generator | None = None,
+    users: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[str]]:
     """Rows for new items and how each was initialised ("content", "co-occurrence", "random").
 
     ``contexts[catalog_idx]``: [C, D] user vectors of the sequences just before the item was chosen.
+    ``users``: [U, D] a sample of user vectors; with it each new row is moved along the mean user direction
+    until its mean score over the sample is the median existing item's (see :func:`calibrate`).
     """
     table = model.item_emb.weight.detach()
     known = table[1:]
@@ -47,7 +50,33 @@ def initial_rows(
             mean = contexts[idx].float().mean(0)
             rows[j] = mean * (norm / max(float(mean.norm()), 1e-8))
             how[j] = "co-occurrence"
+    if users is not None and len(users) and known.shape[0]:
+        rows = calibrate(rows, known.float(), users.float())
     return rows, how
+
+
+def calibrate(rows: torch.Tensor, known: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
+    """Shift ``rows`` along the mean user vector so each one's mean score over ``users`` equals the median
+    of the ``known`` items' mean scores; the part of a row orthogonal to that direction (what makes it
+    score high for *some* users) is kept.
+
+    Why: a row built from content (a ridge prediction shrinks towards the average item) or from the mean
+    of the users who chose it points along the direction every user vector shares, so it scored high for
+    everyone — on the Amazon replay 50 new items took 94% of every older user's top-10 after one
+    micro-batch, and the gate rightly rejected every candidate.
+
+    >>> import torch
+    >>> users = torch.tensor([[1.0, 1.0], [1.0, -1.0]])  # they share the direction (1, 0)
+    >>> known = torch.tensor([[0.1, 0.0], [0.2, 0.5], [0.3, 0.0]])
+    >>> calibrate(torch.tensor([[5.0, 1.0]]), known, users)  # mean score 0.2, like the median item
+    tensor([[0.2000, 1.0000]])
+    """
+    direction = users.mean(0)
+    size = float(direction @ direction)
+    if size <= 1e-12:
+        return rows
+    target = (known @ direction).median()
+    return rows - ((rows @ direction - target) / size).unsqueeze(1) * direction
 
 
 def grow(model: SASRec, optimizer: torch.optim.Optimizer | None, rows: torch.Tensor) -> None:
