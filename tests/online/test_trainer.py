@@ -20,7 +20,7 @@ from freshrec.model.sasrec import Dropout, SASRec, SASRecConfig
 from freshrec.model.train import make_optimizer, train_step
 from freshrec.online.checkpoint import CheckpointStore
 from freshrec.online.gate import GateLog
-from freshrec.online.growth import grow
+from freshrec.online.growth import grow, initial_rows
 from freshrec.online.trainer import OnlineTrainer, pack_rows
 from freshrec.schema import EventIn, ItemIn
 from tests.conftest import TrainedStore, make_settings
@@ -61,6 +61,23 @@ def test_growth_keeps_existing_rows_and_optimizer_state() -> None:
     assert opt.state[model.item_emb.weight]["exp_avg"].shape == (8, 8)
     model.item_emb.weight.sum().backward()
     opt.step()  # training continues on the grown table
+
+
+def test_new_rows_score_like_the_median_item_on_average_but_high_where_chosen() -> None:
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(num_items=40, dim=8, heads=1, layers=1, max_len=4))
+    common = torch.randn(8)
+    users = common + 0.3 * torch.randn(200, 8)  # user vectors share a direction, as trained ones do
+    taste = torch.randn(8)
+    choosers = common + taste + 0.3 * torch.randn(10, 8)  # the item's choosers share a taste of their own
+    rows, how = initial_rows(model, [41], {41: choosers}, users=users)
+    known = model.item_vectors().detach()
+    assert how == ["co-occurrence"]
+    assert torch.isclose((users @ rows[0]).mean(), (users @ known.T).mean(0).median(), atol=1e-4)
+    raw, _ = initial_rows(model, [41], {41: choosers})
+    assert (users @ raw[0]).mean() > (users @ rows[0]).mean()  # uncalibrated: above the median for all
+    # the choosers still rank it above the typical item
+    assert (choosers @ rows[0]).mean() > (choosers @ known.T).median(dim=1).values.mean()
 
 
 def test_new_item_becomes_recommendable_with_lineage(trained: TrainedStore, tmp_path: Path) -> None:

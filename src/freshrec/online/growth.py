@@ -4,7 +4,9 @@ New rows are initialised, in order of preference, from the item's content (when 
 available), from the items it co-occurs with, or from small random values at the scale of the existing
 table. Co-occurrence here means the model's own reading of the sequences that led to the item: the mean
 user vector of those contexts, scaled to a typical row norm. Since a score is a dot product with the user
-vector, the new item then ranks high exactly where it was chosen, before any gradient step. The
+vector, the new item then ranks high exactly where it was chosen, before any gradient step. Every new
+row is then calibrated (:func:`calibrate`) so that, averaged over users, it scores like the median item:
+without that, new items took most of everyone's top-10 (Amazon replay, docs/benchmarks.md §6). The
 optimizer's moment estimates grow with the table (zeros for the new rows), so training continues without
 resetting what it learned.
 """

@@ -197,7 +197,8 @@ class OnlineTrainer:
             # it too, so per-version losses inside the tolerance cannot compound (a holdout saved by an
             # earlier release gets its anchor from the version current now).
             version, contender = self._current_model()
-            assert version is not None and contender is not None
+            if version is None or contender is None:  # _load checked this above; a concurrent removal lands here
+                raise RuntimeError("the online trainer needs a current model version to anchor its holdout")
             self.older_holdout["anchor"] = Anchor.score(version, contender, self.older_eval_set()).to_dict()
             self.checkpoints.save_holdout(self.older_holdout)
         self.anchor = Anchor.from_dict(self.older_holdout["anchor"])
@@ -549,7 +550,7 @@ class OnlineTrainer:
             self._current_cache = (published, (candidate, self.row_map.rows))
         if not decision.behind_lineage:
             self._rejections = 0
-        elif decision.behind_lineage and current_version is not None:
+        elif current_version is not None:
             # Only drift counts: a rejection on one batch's newest events alone is often noise that the
             # next micro-batches train away, and restarting on it threw good training away (shop replay).
             self._rejections += 1
