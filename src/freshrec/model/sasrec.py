@@ -87,6 +87,9 @@ class Dropout(nn.Module):
 
     def __init__(self, p: float) -> None:
         super().__init__()
+        self.set_rate(p)
+
+    def set_rate(self, p: float) -> None:
         if not 0.0 <= p < 1.0:
             raise ValueError(f"dropout rate must be in [0, 1), got {p}")
         self.p = p
@@ -148,12 +151,12 @@ class Block(nn.Module):
         Every position still feeds the keys and values, but the output projection, the feed-forward
         network and the residuals (three quarters of a block's matrix work) run only where asked.
         """
-        if positions is None:
-            x = x + self.drop(self.attn(self.norm1(x)))
-            return x + self.drop(self.ffn(self.norm2(x)))
-        d = x.shape[-1]
-        mixed = self.attn.mix(self.norm1(x)).reshape(-1, d).index_select(0, positions)
-        x = x.reshape(-1, d).index_select(0, positions) + self.drop(self.attn.out(mixed))
+        mixed = self.attn.mix(self.norm1(x))
+        if positions is not None:
+            d = x.shape[-1]
+            mixed = mixed.reshape(-1, d).index_select(0, positions)
+            x = x.reshape(-1, d).index_select(0, positions)
+        x = x + self.drop(self.attn.out(mixed))
         return x + self.drop(self.ffn(self.norm2(x)))
 
 
@@ -229,11 +232,9 @@ class SASRec(nn.Module):
         >>> model = SASRec(SASRecConfig(num_items=5, dim=8, heads=1, layers=1, max_len=4, dropout=0.3))
         >>> model.set_dropout(0.0)
         """
-        if not 0.0 <= p < 1.0:
-            raise ValueError(f"dropout rate must be in [0, 1), got {p}")
         for module in self.modules():
             if isinstance(module, Dropout):
-                module.p, module.threshold = p, round(p * 256)
+                module.set_rate(p)
             elif isinstance(module, CausalSelfAttention):
                 module.dropout = p
 

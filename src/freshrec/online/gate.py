@@ -96,8 +96,8 @@ def compare(
     against ``anchors[name]`` where a holdout has one (the lineage's first version: no ratchet).
 
     Holdouts are in catalogue indices; each model is scored in its own row space (an item it has no row
-    for cannot be recommended by it). With no current model the candidate is accepted; empty holdouts
-    are skipped and named in the reason.
+    for cannot be recommended by it). With no current model only the anchors can reject a candidate;
+    empty holdouts are skipped and named in the reason.
 
     >>> decision = compare((cand, rows), (cur, rows), {"older": older}, 0.01, "v3", 1.64)  # doctest: +SKIP
     >>> decision.accepted, decision.reason  # doctest: +SKIP

@@ -41,6 +41,7 @@ from freshrec.model.data import Batch, EvalSet, pad_histories
 from freshrec.model.device import amp_dtype
 from freshrec.model.losses import FullSoftmaxCE
 from freshrec.model.rowmap import RowMap
+from freshrec.model.sasrec import SASRec
 from freshrec.model.train import make_optimizer, train_step
 from freshrec.online.buffer import ReservoirBuffer
 from freshrec.online.checkpoint import CheckpointStore, TrainerState
@@ -181,11 +182,10 @@ class OnlineTrainer:
                 # A crash between publishing and checkpointing lands here: keep the lineage's record.
                 trained_ranges=[list(r) for r in loaded.meta.get("trained_ranges", [])],
             )
-        self._train_mode()
+        self._adopt(self.model)
         # Items whose rows never trained (see pipeline.untrained_items); they leave the set once seen here.
         self.untrained = set(self.registry.meta(self.state.base_version).get("untrained_items") or [])
         self.row_map = RowMap.from_item_ids(self.catalog, self.item_ids)
-        self._new_optimizer()
         self.max_len = self.model.config.max_len
         self._rebuild_sequences()
         self._current_cache: tuple[str, Contender] | None = None
@@ -204,7 +204,12 @@ class OnlineTrainer:
         self.anchor = Anchor.from_dict(self.older_holdout["anchor"])
         self._older_users = set(self.older_holdout["users"])
 
-    def _new_optimizer(self) -> None:
+    def _adopt(self, model: SASRec) -> None:
+        """Train ``model`` from here on: online dropout, train mode, a fresh optimizer."""
+        self.model = model.to(self.device)
+        if self.settings.dropout is not None:
+            self.model.set_dropout(self.settings.dropout)
+        self.model.train()
         self.optimizer = make_optimizer(
             self.model, self.settings.lr, self.engine.settings.train.weight_decay, self.settings.item_lr_scale
         )
@@ -220,11 +225,6 @@ class OnlineTrainer:
         for group, base in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
             group["lr"] = base * ramp
         return train_step(self.model, self.optimizer, batch, self.loss, self.device, self.amp)
-
-    def _train_mode(self) -> None:
-        if self.settings.dropout is not None:
-            self.model.set_dropout(self.settings.dropout)
-        self.model.train()
 
     def _rebuild_sequences(self) -> None:
         collapse = self.engine.settings.state.collapse_repeats
@@ -398,12 +398,11 @@ class OnlineTrainer:
         wanted, negative = set(unknown), self.types.negative
         owners, histories, history_types = [], [], []
         for _e, i, history, types in self._walk(events, idx, lambda e, i: i in wanted and e.type not in negative):
-            rows = self._rows(history[-self.max_len :])
-            keep = rows > 0
-            if keep.any():
+            readable = self._readable(history, types)
+            if readable is not None:
                 owners.append(i)
-                histories.append(rows[keep])
-                history_types.append(types[-self.max_len :][keep])
+                histories.append(readable[0])
+                history_types.append(readable[1])
         contexts: dict[int, torch.Tensor] = {}
         if owners:
             users = self._encode(histories, history_types)
@@ -428,12 +427,19 @@ class OnlineTrainer:
         """User vectors of a random sample of known users (new rows are calibrated against them)."""
         histories, types = [], []
         for user in self.buffer.sample(size):
-            items = self._rows(self.sequences[user].item_array()[-self.max_len :])
-            keep = items > 0
-            if keep.any():
-                histories.append(items[keep])
-                types.append(self.sequences[user].type_array()[-self.max_len :][keep])
+            seq = self.sequences[user]
+            readable = self._readable(seq.item_array(), seq.type_array())
+            if readable is not None:
+                histories.append(readable[0])
+                types.append(readable[1])
         return self._encode(histories, types) if histories else None
+
+    def _readable(self, items: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The newest ``max_len`` entries of a catalogue-index history as model rows, dropping entries the
+        model has no row for; ``None`` when nothing is left."""
+        rows = self._rows(items[-self.max_len :])
+        keep = rows > 0
+        return (rows[keep], types[-self.max_len :][keep]) if keep.any() else None
 
     def _batch(self, fresh: dict[str, int], replay: list[str]) -> list[Batch] | None:
         """Affected users: their new entries are targets. Replayed users: a random span of
@@ -574,9 +580,7 @@ class OnlineTrainer:
         extra = self.model.item_emb.weight.detach()[known + 1 :].float().clone()
         if len(extra):
             grow(model, None, extra)
-        self.model = model.to(self.device)
-        self._train_mode()
-        self._new_optimizer()
+        self._adopt(model)
         discarded = [self.state.since_publish_from, self.state.committed_offset]
         self.state.trained_ranges = _without(self.state.trained_ranges, *discarded)
         self.state.since_publish_from = self.state.committed_offset + 1
