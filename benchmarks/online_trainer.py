@@ -11,10 +11,12 @@ afterwards, so the online trainer has to grow its item table for them. The newer
 
 1. **Throughput**: ``--events`` newer events in the log as a backlog; an in-process OnlineTrainer with the
    default online settings (micro-batch ``online.micro_batch_events``) trains through it. Passes: publishing
-   off at each of ``--threads`` torch threads (the trainer runs with ``online.torch_threads`` under
-   ``freshrec serve``), and publishing on (gate + publish every ``--publish-interval`` s) at that default.
-   events/s = events / wall seconds of the pass (log reads, growth, training, gate, checkpoints;
-   the trainer's start-up is reported apart).
+   off, and publishing on (gate + publish every ``--publish-interval`` s), each at every one of
+   ``--threads`` torch threads (``freshrec serve`` gives its trainer ``online.torch_threads``, 1 by default;
+   a standalone ``freshrec trainer`` on a 2-core machine can take 2). Each pass runs ``--repeats`` times and
+   reports its median. events/s = events / wall seconds of the pass (log reads, growth, training, gate,
+   checkpoints; the trainer's start-up is reported apart). The target is judged with publishing on at the
+   most threads measured.
 2. **Event -> served weights**: ``freshrec serve --online`` with serving.model_poll_s = ``--model-poll``
    and otherwise default settings. Events are posted at ``--events-rate`` events/s in batches of
    ``--batch`` (open loop); each batch's highest log offset comes from its ack. ``GET /v1/model`` is polled
@@ -490,6 +492,13 @@ def main() -> None:
         help="publish_interval_s of the publishing pass (default: config).",
     )
     parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="Runs of each throughput pass; the median is reported (a pass lasts seconds, and this shared "
+        "machine's speed varies by +-15%% from one to the next).",
+    )
+    parser.add_argument(
         "--gate-tolerance", type=float, default=None, help="online.gate_tolerance of every part (default: config)."
     )
     parser.add_argument(
@@ -519,6 +528,7 @@ def main() -> None:
         # default 1% tolerance the gate may reject everything, and part 2 would have nothing to measure.
         args.gate_tolerance = 0.99 if args.gate_tolerance is None else args.gate_tolerance
         args.threads = args.threads or "1"
+        args.repeats = 1
     # The online settings every part uses: the defaults, bar --online and --gate-tolerance.
     overrides = dict(kv.split("=", 1) for kv in args.online)
     if args.gate_tolerance is not None:
@@ -548,11 +558,16 @@ def main() -> None:
             )
             off = defaults.model_copy(update={"publish_interval_s": 1e9})
             on = defaults.model_copy(update={"publish_interval_s": publish_interval})
-            runs = [("publish off", off, t) for t in threads] + [("publish on", on, defaults.torch_threads)]
+            runs = [("publish off", off, t) for t in threads] + [("publish on", on, t) for t in threads]
             rows = []
             for label, online, t in runs:
-                row = throughput_pass(store, work, f"{label.replace(' ', '-')}-{t}", online, t)
+                repeats = [
+                    throughput_pass(store, work, f"{label.replace(' ', '-')}-{t}-{r}", online, t)
+                    for r in range(max(1, args.repeats))
+                ]
+                row = sorted(repeats, key=lambda x: x["events_per_s"])[len(repeats) // 2]  # the median run
                 row["pass"] = label
+                row["events_per_s_runs"] = [x["events_per_s"] for x in repeats]
                 rows.append(row)
                 print(
                     f"{label:<12} {t:>7} {row['events_per_s']:>9.0f} {row['batches']:>7} {row['batch_s_p50']:>7.2f} "
@@ -601,9 +616,20 @@ def main() -> None:
     # name -> (measured, target, met); a NaN (nothing measured) counts as not met
     checks: dict[str, tuple[float, float, bool]] = {}
     if "throughput" in payload:
-        # Judged on the configuration `freshrec serve` runs: default online settings, publishing included.
-        value = next(r for r in payload["throughput"] if r["pass"] == "publish on")["events_per_s"]
+        # Judged with publishing (the gate) included, on the most threads measured ("on 2 cores": a standalone
+        # `freshrec trainer` with online.torch_threads=2); `serve` gives its trainer online.torch_threads
+        # (1 by default), reported beside it.
+        on_rows = [r for r in payload["throughput"] if r["pass"] == "publish on"]
+        best = max(on_rows, key=lambda r: r["threads"])
+        value = best["events_per_s"]
         checks["events_per_s"] = (value, TARGETS["events_per_s"], value >= TARGETS["events_per_s"])
+        for r in on_rows:
+            if r is not best:
+                checks[f"events_per_s ({r['threads']} thread{'s' if r['threads'] > 1 else ''})"] = (
+                    r["events_per_s"],
+                    TARGETS["events_per_s"],
+                    r["events_per_s"] >= TARGETS["events_per_s"],
+                )
     if "freshness" in payload:
         value = payload["freshness"]["freshness_s_p50"]
         checks["freshness_p50_s"] = (value, TARGETS["freshness_p50_s"], value <= TARGETS["freshness_p50_s"])
@@ -613,7 +639,7 @@ def main() -> None:
     payload["targets_met"] = {k: {"value": v, "target": t, "met": m} for k, (v, t, m) in checks.items()}
     print("\ntargets (events/s >=, others <=):")
     for name, (value, target, ok) in checks.items():
-        print(f"  {name:<16} {value:>10.2f}  target {target:>8.1f}  {'met' if ok else 'NOT met'}")
+        print(f"  {name:<24} {value:>10.2f}  target {target:>8.1f}  {'met' if ok else 'NOT met'}")
     options = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     write_json(args.out, {**payload, "options": options, "online_settings": defaults.model_dump()})
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from freshrec.eval.metrics import hit_rate, mrr, ndcg, summarize
+from freshrec.eval.metrics import hit_rate, mrr, ndcg, paired_difference, reciprocal_ranks, summarize
 from freshrec.eval.offline import evaluate_scorer, rank_of_targets
 from freshrec.model.data import EvalSet
 
@@ -57,3 +57,19 @@ def test_evaluate_scorer_end_to_end_by_hand() -> None:
     # without filtering: a's target 2 is behind 1 (rank 1); b's target 1 is first (rank 0)
     out = evaluate_scorer(scorer, data, ks=[1, 2], filter_seen=False)
     assert out["hr@1"] == 0.5 and out["mrr@2"] == pytest.approx((0.5 + 1.0) / 2)
+
+
+def test_paired_difference_by_hand() -> None:
+    # user a has two queries (+0.2 and 0.0: mean +0.1), user b one (-0.1): per-user diffs 0.1, -0.1
+    d = paired_difference(np.array([0.7, 0.5, 0.4]), np.array([0.5, 0.5, 0.5]), ["a", "a", "b"])
+    assert d["mean_diff"] == pytest.approx(0.1 / 3)
+    assert d["users"] == 2 and d["se"] == pytest.approx(np.std([0.1, -0.1], ddof=1) / np.sqrt(2))
+    assert d["relative"] == pytest.approx((0.1 / 3) / 0.5)
+    lo, hi = d["relative_ci95"]
+    assert lo == pytest.approx((0.1 / 3 - 1.96 * d["se"]) / 0.5) and hi == pytest.approx(
+        (0.1 / 3 + 1.96 * d["se"]) / 0.5
+    )
+
+
+def test_reciprocal_ranks_have_no_cutoff() -> None:
+    assert reciprocal_ranks(np.array([0, 1, 999])).tolist() == [1.0, 0.5, 0.001]

@@ -98,3 +98,8 @@ def test_live_sequences_beat_a_static_model_when_users_switch(tmp_path) -> None:
     assert report.strategies["co-occurrence"]["overall"]["ndcg@10"] > static
     md = report.to_markdown()
     assert "| live-sequences |" in md and "| live+online |" in md and "forgetting" in md
+    change = report.details["live+online"]["older_holdout_change"]
+    for metric in ("ndcg@10", "mrr"):
+        lo, hi = change[metric]["relative_ci95"]
+        assert lo <= change[metric]["relative"] <= hi and change[metric]["users"] > 0
+    assert "older-holdout mrr change" in md and "95% interval" in md

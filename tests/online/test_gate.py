@@ -126,3 +126,26 @@ def test_standard_error_counts_users_not_rows() -> None:
     b = compare((worse, identity), (current, identity), {"h": thrice}, 0.0, "v1", 1.64).figures["h"]["paired"]
     assert a["se"] > 0 and np.isclose(a["se"], b["se"]) and np.isclose(a["mean_diff"], b["mean_diff"])
     assert b["n"] == 600 and b["users"] == 200
+
+
+def test_current_ranks_scored_before_give_the_same_decision() -> None:
+    current, damaged = chain_model(), chain_model()
+    with torch.no_grad():
+        damaged.item_emb.weight[1:] = damaged.item_emb.weight[1:][torch.randperm(N_ITEMS)]
+    data = {"older": holdout(60, 4)}
+    fresh = compare((damaged, identity), (current, identity), data, 0.01, "v1", noise_z=1.64)
+    assert set(fresh.ranks["current"]) == {"older"} and "ranks" not in fresh.to_dict()
+    reused = compare(
+        (damaged, identity), (current, identity), data, 0.01, "v1", 1.64, current_ranks=fresh.ranks["current"]
+    )
+    assert reused.figures == fresh.figures and reused.accepted == fresh.accepted is False
+    # ranks that are the candidate's own would wrongly pass it: proof that the given ranks are used
+    fooled = compare(
+        (damaged, identity), (current, identity), data, 0.01, "v1", 1.64, current_ranks=fresh.ranks["candidate"]
+    )
+    assert fooled.accepted
+    # ranks of another holdout size are ignored, not trusted
+    wrong = {"older": np.zeros(3, dtype=np.int64)}
+    assert compare((damaged, identity), (current, identity), data, 0.01, "v1", 1.64, current_ranks=wrong).figures == (
+        fresh.figures
+    )

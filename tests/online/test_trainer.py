@@ -80,8 +80,10 @@ def test_new_rows_score_like_the_median_item_on_average_but_high_where_chosen() 
     assert (choosers @ rows[0]).mean() > (choosers @ known.T).median(dim=1).values.mean()
 
 
-def test_new_item_becomes_recommendable_with_lineage(trained: TrainedStore, tmp_path: Path) -> None:
-    engine = engine_on(trained, tmp_path)
+@pytest.mark.parametrize("loss", ["full_softmax", "sampled_softmax"])
+def test_new_item_becomes_recommendable_with_lineage(trained: TrainedStore, tmp_path: Path, loss: str) -> None:
+    # 32 negatives of the fixture's 121 items: the sampled softmax really samples
+    engine = engine_on(trained, tmp_path, loss=loss, negatives=32)
     try:
         base_rows = engine.registry.load().model.item_emb.weight.detach().clone()
         first = engine.event_log.last_offset() + 1

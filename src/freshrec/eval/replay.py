@@ -187,6 +187,12 @@ class ReplayReport:
                 f"{online['gate']['accepted']}, rejected {online['gate']['rejected']}); older-holdout "
                 f"NDCG@10 {older['before']:.4f} before, {older['after']:.4f} after (forgetting)"
             )
+            for metric, change in online.get("older_holdout_change", {}).items():
+                lo, hi = change["relative_ci95"]
+                lines.append(
+                    f"- older-holdout {metric} change: {change['relative']:+.1%} "
+                    f"(95% interval {lo:+.1%} to {hi:+.1%}, {change['users']:.0f} users)"
+                )
         return "\n".join(lines) + "\n"
 
 

@@ -6,7 +6,10 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from freshrec.eval.offline import evaluate_scorer, model_scorer
+import numpy as np
+
+from freshrec.eval.metrics import ndcg, ndcg_gains, paired_difference, reciprocal_ranks
+from freshrec.eval.offline import model_scorer, target_ranks
 from freshrec.recommend import Recommender
 from freshrec.schema import EventRecord
 from freshrec.serving_model import ServingModel
@@ -102,16 +105,12 @@ class OnlineLearning:
         self.published: list[str] = []
         self.decisions = {"accepted": 0, "rejected": 0}
         self._older = self.trainer.older_eval_set()
-        self.before = self._older_ndcg(self.trainer.model, self.trainer.row_map.rows)
+        self.before = self._older_ranks(self.trainer.model, self.trainer.row_map.rows)
 
-    def _older_ndcg(self, model: Any, rows: Any) -> float:
+    def _older_ranks(self, model: Any, rows: Any) -> np.ndarray:
         if not len(self._older):
-            return float("nan")
-        was = model.training
-        model.eval()
-        value = evaluate_scorer(model_scorer(model), self._older.remap(rows), ks=(10,))["ndcg@10"]
-        model.train(was)
-        return value
+            return np.zeros(0, dtype=np.int64)
+        return target_ranks(model_scorer(model), self._older.remap(rows))  # the scorer runs in eval mode
 
     def recommend(self, user_id: str, k: int) -> list[str]:
         return _ids(self.recommender.recommend(user_id, k))
@@ -134,11 +133,18 @@ class OnlineLearning:
 
     def summary(self) -> dict[str, Any]:
         serving = self.recommender.serving
-        after = self._older_ndcg(serving.model, serving.rows) if serving is not None else float("nan")
+        after = self._older_ranks(serving.model, serving.rows) if serving is not None else self.before
+        users = self._older.users
         return {
             "published_versions": len(self.published),
             "gate": self.decisions,
-            "older_holdout_ndcg@10": {"before": self.before, "after": after},
+            "older_holdout_ndcg@10": {"before": ndcg(self.before, 10), "after": ndcg(after, 10)},
+            # The forgetting estimate with its noise: paired per-user changes on the same holdout, in
+            # NDCG@10 and in reciprocal rank without a cut-off (graded for every user, so less noisy).
+            "older_holdout_change": {
+                "ndcg@10": paired_difference(ndcg_gains(after, 10), ndcg_gains(self.before, 10), users),
+                "mrr": paired_difference(reciprocal_ranks(after), reciprocal_ranks(self.before), users),
+            },
             "micro_batch_every_events": self.every,
         }
 

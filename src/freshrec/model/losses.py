@@ -3,9 +3,16 @@
 Full-softmax cross-entropy over the whole catalogue is the default: Klenitskiy & Vasilev (RecSys 2023)
 show it adds 0.05-0.07 NDCG@10 over SASRec's original one-negative BCE. Only positions with a target are
 scored (the caller gathers them), so padding never reaches the [M, N] logits.
+
+Sampled softmax (Jean et al. 2015; the generative-recommenders code trains SASRec/HSTU with it) scores each
+target against one shared set of uniformly drawn negatives with the log-Q correction, so its cost no longer
+grows with the catalogue. The online trainer uses it: there the catalogue-wide logits were about half of a
+step's arithmetic (docs/benchmarks.md, section 6).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -31,9 +38,99 @@ class FullSoftmaxCE(NextItemLoss):
     0.0001
     """
 
+    def __init__(self, chunk: int = 1024) -> None:
+        super().__init__()
+        self.chunk = chunk
+
     def forward(self, hidden: torch.Tensor, item_table: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        logits = hidden @ item_table[1:].T  # [M, N]
-        return F.cross_entropy(logits.float(), targets - 1)
+        return _ChunkedSoftmaxCE.apply(hidden, item_table[1:], targets - 1, self.chunk)
 
 
-LOSSES: dict[str, type[NextItemLoss]] = {"full_softmax": FullSoftmaxCE}
+class _ChunkedSoftmaxCE(torch.autograd.Function):
+    """Mean softmax cross-entropy of ``hidden @ table.T`` against ``targets``, ``chunk`` rows at a time.
+
+    The [M, N] logits are never held whole: each chunk's logits become its gradient (softmax minus the
+    one-hot target) at once, and both input gradients are accumulated in the forward pass. Same value and
+    gradients as ``F.cross_entropy(hidden @ table.T, targets)``, but autograd kept the logits, their
+    softmax and their gradient (three [M, N] arrays, ~70 MB each for an online micro-batch at 3.4K items):
+    memory traffic, not arithmetic, was most of the loss's time on CPU.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:  # type: ignore[override]
+        device = hidden.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
+        need = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        with torch.autocast(device, enabled=False):
+            h_all, tab = hidden.to(dtype), table.to(dtype)
+            grad_h = torch.empty(hidden.shape, dtype=torch.float32, device=hidden.device) if need else None
+            grad_t = torch.zeros(table.shape, dtype=torch.float32, device=table.device) if need else None
+            total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            for start in range(0, hidden.shape[0], chunk):
+                h, t = h_all[start : start + chunk], targets[start : start + chunk]
+                logits = (h @ tab.T).float()
+                picked = logits.gather(1, t.unsqueeze(1))
+                peak = logits.amax(dim=1, keepdim=True)
+                # one exp pass serves the loss and the softmax (logsumexp and then softmax took two)
+                weights = logits.sub_(peak).exp_()  # in place: the logits are not needed again
+                norm = weights.sum(dim=1, keepdim=True)
+                total += (norm.log() + peak - picked).sum()
+                if need:
+                    probs = weights.div_(norm)
+                    probs[torch.arange(len(t), device=probs.device), t] -= 1.0
+                    probs = probs.to(dtype)
+                    grad_h[start : start + chunk] = (probs @ tab).float()
+                    grad_t += (probs.T @ h).float()
+        count = max(hidden.shape[0], 1)
+        if need:
+            ctx.save_for_backward(grad_h, grad_t)
+        ctx.count, ctx.dtypes = count, (hidden.dtype, table.dtype)
+        return total / count
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
+        grad_h, grad_t = ctx.saved_tensors
+        scale = grad_out / ctx.count
+        return (grad_h * scale).to(ctx.dtypes[0]), (grad_t * scale).to(ctx.dtypes[1]), None, None
+
+
+class SampledSoftmaxCE(NextItemLoss):
+    """Cross-entropy of each target against ``negatives`` items drawn uniformly (shared by every row).
+
+    Each negative's logit gets ``+ log(N / negatives)`` (the log-Q correction for uniform draws), so the
+    sampled partition sum estimates the full one and the loss stays on the full softmax's scale; a
+    negative that happens to be the row's own target is masked out. With ``negatives >= N`` it is
+    :class:`FullSoftmaxCE` exactly.
+
+    Example
+    -------
+    >>> import torch
+    >>> _ = torch.manual_seed(0)
+    >>> table = torch.randn(1001, 8)    # padding + 1,000 items
+    >>> hidden, targets = torch.randn(64, 8), torch.randint(1, 1001, (64,))
+    >>> full = FullSoftmaxCE()(hidden, table, targets).item()
+    >>> sampled = SampledSoftmaxCE(500)(hidden, table, targets).item()
+    >>> abs(sampled - full) < 0.1 * full
+    True
+    """
+
+    def __init__(self, negatives: int = 512, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if negatives < 1:
+            raise ValueError(f"negatives must be >= 1, got {negatives}")
+        self.negatives = negatives
+        self.generator = generator
+
+    def forward(self, hidden: torch.Tensor, item_table: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        n = item_table.shape[0] - 1
+        if self.negatives >= n:
+            return _ChunkedSoftmaxCE.apply(hidden, item_table[1:], targets - 1, 1024)
+        negatives = torch.randint(1, n + 1, (self.negatives,), generator=self.generator, device=item_table.device)
+        positive = (hidden * item_table.index_select(0, targets)).sum(-1, keepdim=True)  # [M, 1]
+        sampled = hidden @ item_table.index_select(0, negatives).T + math.log(n / self.negatives)  # [M, K]
+        sampled = sampled.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
+        logits = torch.cat([positive, sampled], dim=1).float()
+        return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=logits.device))
+
+
+LOSSES: dict[str, type[NextItemLoss]] = {"full_softmax": FullSoftmaxCE, "sampled_softmax": SampledSoftmaxCE}

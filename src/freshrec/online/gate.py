@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from freshrec.eval.metrics import ndcg_gains, summarize
+from freshrec.eval.metrics import ndcg_gains, paired_difference, summarize
 from freshrec.eval.offline import model_scorer, target_ranks
 from freshrec.model.data import EvalSet
 from freshrec.model.sasrec import SASRec
@@ -49,9 +49,13 @@ class GateDecision:
     at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     context: dict[str, Any] = field(default_factory=dict)
     behind_lineage: bool = False  # failed against the lineage's first version (drift, not a noisy batch)
+    # per-query ranks behind the figures, {"candidate" | "current": {holdout: ranks}}; not logged
+    ranks: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("ranks")
+        return out
 
 
 #: a model and its catalogue-index -> row translation
@@ -90,6 +94,7 @@ def compare(
     current_version: str | None,
     noise_z: float = 0.0,
     anchors: dict[str, Anchor] | None = None,
+    current_ranks: dict[str, np.ndarray] | None = None,
 ) -> GateDecision:
     """Accept when, on every holdout, candidate NDCG@10 >= (1 - tolerance) x current NDCG@10 - noise_z x SE,
     SE being the standard error of the mean per-user difference (candidate - current), and the same
@@ -97,7 +102,8 @@ def compare(
 
     Holdouts are in catalogue indices; each model is scored in its own row space (an item it has no row
     for cannot be recommended by it). With no current model only the anchors can reject a candidate;
-    empty holdouts are skipped and named in the reason.
+    empty holdouts are skipped and named in the reason. ``current_ranks[name]``: the current version's
+    ranks on a holdout, scored before (the fixed older holdout needs scoring once per current version).
 
     >>> decision = compare((cand, rows), (cur, rows), {"older": older}, 0.01, "v3", 1.64)  # doctest: +SKIP
     >>> decision.accepted, decision.reason  # doctest: +SKIP
@@ -107,11 +113,13 @@ def compare(
     lineage_failures: list[str] = []
     skipped = []
     anchors = anchors or {}
+    known = current_ranks or {}
+    ranks: dict[str, dict[str, np.ndarray]] = {"candidate": {}, "current": {}}
     for name, data in holdouts.items():
         if not len(data):
             skipped.append(name)
             continue
-        cand_ranks = _ranks(candidate, data)
+        cand_ranks = ranks["candidate"][name] = _ranks(candidate, data)
         cand_gains = ndcg_gains(cand_ranks, 10)
         figures[name] = {"candidate": summarize(cand_ranks, (10,))}
         cand = figures[name]["candidate"][GATE_METRIC]
@@ -125,7 +133,10 @@ def compare(
                 lineage_failures.append(_shortfall(name, cand, ref, tolerance, noise_z, paired["se"], anchor.version))
         if current is None:
             continue
-        cur_ranks = _ranks(current, data)
+        cur_ranks = known.get(name)
+        if cur_ranks is None or len(cur_ranks) != len(data):
+            cur_ranks = _ranks(current, data)
+        ranks["current"][name] = cur_ranks
         figures[name]["current"] = summarize(cur_ranks, (10,))
         cur = figures[name]["current"][GATE_METRIC]
         paired = figures[name]["paired"] = _paired(cand_gains, ndcg_gains(cur_ranks, 10), data.users)
@@ -157,17 +168,14 @@ def compare(
         figures,
         current_version,
         behind_lineage=bool(lineage_failures),
+        ranks=ranks,
     )
 
 
 def _paired(candidate: np.ndarray, reference: np.ndarray, users: list[str]) -> dict[str, float]:
-    """Mean per-row difference and its standard error over *users*: a user's rows are averaged first,
-    since targets of one user are not independent evidence."""
-    diff = candidate - reference
-    _, which = np.unique(np.asarray(users, dtype=object), return_inverse=True)
-    per_user = np.bincount(which, weights=diff) / np.bincount(which)
-    se = float(per_user.std(ddof=1) / np.sqrt(len(per_user))) if len(per_user) > 1 else 0.0
-    return {"mean_diff": float(diff.mean()), "se": se, "n": float(len(diff)), "users": float(len(per_user))}
+    """The paired per-user difference the gate allows noise for (see :func:`paired_difference`)."""
+    d = paired_difference(candidate, reference, users)
+    return {key: d[key] for key in ("mean_diff", "se", "n", "users")}
 
 
 def _shortfall(
