@@ -254,7 +254,10 @@ class OnlineSettings(BaseModel):
     gate_older_users: int = Field(1000, ge=1, description="Fixed older holdout size (users) for forgetting.")
     poll_interval_s: float = Field(0.5, gt=0, description="Pause when the log has nothing new.")
     content_refit_s: float = Field(
-        60.0, ge=0, description="Seconds a content -> row mapping fitted for new items' rows is reused."
+        60.0,
+        ge=0,
+        description="Seconds the content -> row mapping and the user sample that new items' rows are built and "
+        "calibrated with are reused.",
     )
     nice: int = Field(10, ge=0, le=19, description="Scheduling niceness of the trainer process under `serve`.")
     sched_idle: bool = Field(

@@ -6,8 +6,9 @@ scored (the caller gathers them), so padding never reaches the [M, N] logits.
 
 Sampled softmax (Jean et al. 2015; the generative-recommenders code trains SASRec/HSTU with it) scores each
 target against one shared set of uniformly drawn negatives with the log-Q correction, so its cost no longer
-grows with the catalogue. The online trainer uses it: there the catalogue-wide logits were about half of a
-step's arithmetic (docs/benchmarks.md, section 6).
+grows with the catalogue. The online trainer can use it (``online.loss``); at 3.4K items it made a step
+~1.3x cheaper but learnt less in every replay, so the full softmax stays the default (docs/benchmarks.md,
+section 6).
 """
 
 from __future__ import annotations
@@ -120,11 +121,12 @@ class SampledSoftmaxCE(NextItemLoss):
             raise ValueError(f"negatives must be >= 1, got {negatives}")
         self.negatives = negatives
         self.generator = generator
+        self.full = FullSoftmaxCE()  # for catalogues no larger than the sample
 
     def forward(self, hidden: torch.Tensor, item_table: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         n = item_table.shape[0] - 1
         if self.negatives >= n:
-            return _ChunkedSoftmaxCE.apply(hidden, item_table[1:], targets - 1, 1024)
+            return self.full(hidden, item_table, targets)
         negatives = torch.randint(1, n + 1, (self.negatives,), generator=self.generator, device=item_table.device)
         positive = (hidden * item_table.index_select(0, targets)).sum(-1, keepdim=True)  # [M, 1]
         sampled = hidden @ item_table.index_select(0, negatives).T + math.log(n / self.negatives)  # [M, K]

@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -146,16 +146,15 @@ class OnlineTrainer:
         new_x, new_has = store.vectors(np.asarray(catalog_idx, dtype=np.int64))
         if not new_has.any():
             return None
+
         # The ridge fit is ~5% of a micro-batch: reuse it for a while, since one micro-batch at the online
         # learning rate barely moves the table it was fitted on.
-        cached = self._mapping
-        if cached is not None and time.monotonic() - cached[0] < self.settings.content_refit_s:
-            mapping = cached[1]
-        else:
+        def fit() -> ContentMapping | None:
             table = self.model.item_emb.weight.detach().float().numpy()
             warm = np.arange(1, len(self.row_map.catalog_of_row))
-            mapping = fit_for_model(store, self.row_map.catalog_of_row, table, warm, cfg, self._rng)
-            self._mapping = (time.monotonic(), mapping)
+            return fit_for_model(store, self.row_map.catalog_of_row, table, warm, cfg, self._rng)
+
+        mapping = self._mapping.get(fit)
         if mapping is None:
             return None
         out = torch.full((len(catalog_idx), self.model.config.dim), float("nan"))
@@ -193,8 +192,9 @@ class OnlineTrainer:
         self._current_cache: tuple[str, Contender] | None = None
         # the current version's ranks on the fixed older holdout: scored once per version, not per decision
         self._older_ranks: tuple[str, np.ndarray] | None = None
-        self._mapping: tuple[float, ContentMapping | None] | None = None  # (fitted at, mapping)
-        self._users_cache: tuple[float, torch.Tensor | None] | None = None  # (encoded at, user sample)
+        # Both only read the table's broad shape, which one micro-batch barely moves: reused for a while.
+        self._mapping: _Expiring[ContentMapping | None] = _Expiring(self.settings.content_refit_s)
+        self._user_vectors: _Expiring[torch.Tensor | None] = _Expiring(self.settings.content_refit_s)
         self._rejections = 0
         self.older_holdout = self.checkpoints.load_holdout() or self._make_older_holdout()
         if "anchor" not in self.older_holdout:
@@ -434,19 +434,18 @@ class OnlineTrainer:
         Reused for ``online.content_refit_s`` like the content mapping: encoding 256 whole histories cost
         ~11% of the trainer's time when new items arrived in most micro-batches, and calibration reads only
         their mean direction, which one micro-batch barely moves."""
-        cached = self._users_cache
-        if cached is not None and time.monotonic() - cached[0] < self.settings.content_refit_s:
-            return cached[1]
-        histories, types = [], []
-        for user in self.buffer.sample(size):
-            seq = self.sequences[user]
-            readable = self._readable(seq.item_array(), seq.type_array())
-            if readable is not None:
-                histories.append(readable[0])
-                types.append(readable[1])
-        users = self._encode(histories, types) if histories else None
-        self._users_cache = (time.monotonic(), users)
-        return users
+
+        def encode() -> torch.Tensor | None:
+            histories, types = [], []
+            for user in self.buffer.sample(size):
+                seq = self.sequences[user]
+                readable = self._readable(seq.item_array(), seq.type_array())
+                if readable is not None:
+                    histories.append(readable[0])
+                    types.append(readable[1])
+            return self._encode(histories, types) if histories else None
+
+        return self._user_vectors.get(encode)
 
     def _readable(self, items: np.ndarray, types: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The newest ``max_len`` entries of a catalogue-index history as model rows, dropping entries the
@@ -606,7 +605,8 @@ class OnlineTrainer:
         self.state.trained_ranges = _without(self.state.trained_ranges, *discarded)
         self.state.since_publish_from = self.state.committed_offset + 1
         self._rejections = 0
-        self._mapping, self._users_cache = None, None
+        self._mapping.clear()
+        self._user_vectors.clear()
         limit = self.settings.resync_after_rejections
         log.warning(
             "%d rejections in a row behind the lineage: the trainer restarts its weights from %s", limit, version
@@ -647,6 +647,25 @@ class OnlineTrainer:
                 f"; published {report.published}" if report.published else "",
             )
         return done
+
+
+T = TypeVar("T")
+
+
+class _Expiring(Generic[T]):
+    """A value computed on first use and again once it is ``ttl`` seconds old (or cleared)."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._held: tuple[float, T] | None = None
+
+    def get(self, make: Callable[[], T]) -> T:
+        if self._held is None or time.monotonic() - self._held[0] >= self.ttl:
+            self._held = (time.monotonic(), make())
+        return self._held[1]
+
+    def clear(self) -> None:
+        self._held = None
 
 
 def _without(ranges: list[list[int]], first: int, last: int) -> list[list[int]]:
