@@ -65,7 +65,9 @@ class LoadResult:
 HEADER = f"{'rate':>7} {'achieved':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>6}"
 
 
-async def _run(base_url: str, request: Request, rate: float, duration: float, connections: int) -> LoadResult:
+async def _run(
+    base_url: str, request: Request, rate: float, duration: float, connections: int, keep: list[float] | None
+) -> LoadResult:
     n = max(1, int(rate * duration))
     latencies = np.full(n, np.nan)
     done_at = np.full(n, np.nan)
@@ -95,6 +97,8 @@ async def _run(base_url: str, request: Request, rate: float, duration: float, co
         await asyncio.gather(*(one(i) for i in range(n)))
     ok_mask = ~np.isnan(latencies)
     ms = latencies[ok_mask] * 1000
+    if keep is not None:
+        keep.extend(ms.tolist())
     span = (np.nanmax(done_at) - start) if ok_mask.any() else float("nan")
     pct = (lambda q: float(np.percentile(ms, q))) if len(ms) else (lambda q: float("nan"))
     return LoadResult(
@@ -111,9 +115,17 @@ async def _run(base_url: str, request: Request, rate: float, duration: float, co
     )
 
 
-def open_loop(base_url: str, request: Request, rate: float, duration: float, connections: int = 256) -> LoadResult:
-    """Send ``rate`` requests/s for ``duration`` seconds; see the module docstring."""
-    coro = _run(base_url, request, rate, duration, connections)
+def open_loop(
+    base_url: str,
+    request: Request,
+    rate: float,
+    duration: float,
+    connections: int = 256,
+    keep: list[float] | None = None,
+) -> LoadResult:
+    """Send ``rate`` requests/s for ``duration`` seconds; see the module docstring. ``keep``, when given,
+    receives every successful request's latency in ms (to pool several runs)."""
+    coro = _run(base_url, request, rate, duration, connections, keep)
     try:
         import uvloop  # the server's event loop too (uvicorn[standard]); cheaper per request
     except ImportError:

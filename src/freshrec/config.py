@@ -257,7 +257,8 @@ class OnlineSettings(BaseModel):
         60.0,
         ge=0,
         description="Seconds the content -> row mapping and the user sample that new items' rows are built and "
-        "calibrated with are reused.",
+        "calibrated with are reused; serving likewise reuses its mapping for a version fine-tuned from the "
+        "one it serves.",
     )
     nice: int = Field(10, ge=0, le=19, description="Scheduling niceness of the trainer process under `serve`.")
     sched_idle: bool = Field(

@@ -256,7 +256,9 @@ class Engine:
             loaded, self.catalog, self.types, serving.index, serving.index_auto_threshold, serving.score_precision
         )
         content_version = self.content.version if self.content is not None else 0
-        if self.content is not None:
+        if self.content is not None and not model.reuse_content(
+            self.recommender.serving, self.content, self.settings.online.content_refit_s
+        ):
             model.attach_content(self.content, self.settings.content)
         self.recommender.swap(model)
         if self.content is not None and self.content.version != content_version:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from freshrec.engine import Engine, build_engine
 from freshrec.errors import InvalidInput
@@ -139,3 +140,36 @@ def test_rows_that_never_trained_are_served_from_content(trained_engine: Engine,
     row = int(serving.rows(np.array([idx]))[0])
     assert serving.unlearned[row] and not bool(serving.allowed(trained_engine.catalog)[row])
     assert idx in serving.cold.catalog_idx  # scored through its content instead
+
+
+def test_a_fine_tuned_child_version_reuses_the_content_mapping(trained_engine: Engine, trained) -> None:
+    """Hot swaps to the online trainer's versions skip the refit; anything else (or an old mapping) refits."""
+    _user, recent = _last_user_and_item(trained)
+    twin, _ = _twin_and_stranger(trained, recent)
+    trained_engine.upsert_items([twin])
+    first = trained_engine.recommender.serving
+    assert first.mapping is not None
+    loaded = trained_engine.registry.load()
+
+    def publish(parent: str | None) -> str:
+        with torch.no_grad():
+            loaded.model.item_emb.weight[1:] *= 1.01
+        return trained_engine.registry.publish(
+            loaded.model, loaded.item_ids, loaded.event_types, {"kind": "online"}, parent=parent
+        )
+
+    child = publish(first.version)
+    trained_engine.load_model(child)
+    second = trained_engine.recommender.serving
+    assert second.version == child and second.mapping is first.mapping
+    twin_idx = trained_engine.catalog.internal_id("new-twin", create=False)
+    assert twin_idx in second.cold.catalog_idx  # cold items are mapped for the new version all the same
+    assert recent.item_id in [it.item_id for it in trained_engine.similar("new-twin", k=5).items]
+
+    trained_engine.load_model(publish(parent=None))  # not fine-tuned from the one served: refit
+    third = trained_engine.recommender.serving
+    assert third.mapping is not None and third.mapping is not second.mapping
+
+    trained_engine.settings.online.content_refit_s = 0.0  # every mapping counts as too old
+    trained_engine.load_model(publish(third.version))
+    assert trained_engine.recommender.serving.mapping is not third.mapping

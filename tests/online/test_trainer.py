@@ -15,11 +15,12 @@ import pytest
 import torch
 
 from freshrec.engine import Engine, build_engine
+from freshrec.eval.metrics import summarize
 from freshrec.model.losses import FullSoftmaxCE
 from freshrec.model.sasrec import Dropout, SASRec, SASRecConfig
 from freshrec.model.train import make_optimizer, train_step
 from freshrec.online.checkpoint import CheckpointStore
-from freshrec.online.gate import GateLog
+from freshrec.online.gate import Anchor, GateLog, holdout_ranks
 from freshrec.online.growth import grow, initial_rows
 from freshrec.online.trainer import OnlineTrainer, pack_rows
 from freshrec.schema import EventIn, ItemIn
@@ -133,6 +134,31 @@ def test_gate_rejects_a_damaged_candidate(trained: TrainedStore, tmp_path: Path)
         assert not engine.refresh_model()  # serving keeps the old version
         decisions = engine.model_history()["gate_decisions"]
         assert decisions[-1]["accepted"] is False and decisions[-1]["figures"]["older"]["current"]["ndcg@10"] > 0
+    finally:
+        engine.close()
+
+
+def test_older_holdout_ranks_scored_for_the_anchor_serve_the_first_decision(
+    trained: TrainedStore, tmp_path: Path
+) -> None:
+    """A fresh holdout is scored with the current version once (its anchor); the first gate decision uses
+    those ranks instead of scoring the same version on the same holdout again, with the same figures."""
+    engine = engine_on(trained, tmp_path)
+    try:
+        trainer = OnlineTrainer(engine)
+        version, current = trainer._current_model()
+        older = trainer.older_eval_set()
+        fresh = holdout_ranks(current, older)
+        assert trainer._older_ranks is not None and trainer._older_ranks[0] == version
+        np.testing.assert_array_equal(trainer._older_ranks[1], fresh)
+        np.testing.assert_allclose(trainer.anchor.gains, Anchor.from_ranks(version, fresh).gains)
+        stream_with_new_item(trained, engine, users=50)
+        assert trainer.poll(force=True).decision is None  # trains: a candidate to judge from the next batch on
+        engine.ingest([EventIn(user_id=f"q{u}", item_id=trained.shop.items[u].item_id, type="view") for u in range(60)])
+        report = trainer.poll(force=True)
+        assert report is not None and report.decision is not None and report.decision.current_version == version
+        np.testing.assert_array_equal(report.decision.ranks["current"]["older"], fresh)
+        assert report.decision.figures["older"]["current"] == summarize(fresh, (10,))
     finally:
         engine.close()
 

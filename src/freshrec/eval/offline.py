@@ -68,16 +68,23 @@ def evaluate_scorer(
 def target_ranks(
     scorer: Scorer, data: EvalSet, batch_size: int = 512, filter_seen: bool = True, progress: bool = False
 ) -> np.ndarray:
-    """0-based rank of each query's held-out item under the full-ranking protocol: [len(data)]."""
-    ranks = []
+    """0-based rank of each query's held-out item under the full-ranking protocol: [len(data)].
+
+    Queries are scored in order of history length, so a batch is padded to lengths close to its own
+    instead of to the longest history anywhere in it (a few long histories among many short ones would
+    otherwise make most of each batch's attention and feed-forward work padding); ranks come back in
+    ``data``'s order.
+    """
+    ranks = np.zeros(len(data), dtype=np.int64)
+    order = np.argsort(np.fromiter((len(h) for h in data.items), dtype=np.int64, count=len(data)), kind="stable")
     for start in tqdm(range(0, len(data), batch_size), desc="ranking", disable=not progress, leave=False):
-        items = data.items[start : start + batch_size]
-        types = data.types[start : start + batch_size]
-        scores = scorer(items, types)
+        batch = order[start : start + batch_size]
+        items = [data.items[i] for i in batch]
+        scores = scorer(items, [data.types[i] for i in batch])
         exclude = [np.unique(h) for h in items] if filter_seen else None
-        targets = torch.from_numpy(data.targets[start : start + batch_size])
-        ranks.append(rank_of_targets(scores.cpu(), targets, exclude).numpy())
-    return np.concatenate(ranks) if ranks else np.zeros(0, dtype=np.int64)
+        targets = torch.from_numpy(data.targets[batch])
+        ranks[batch] = rank_of_targets(scores.cpu(), targets, exclude).numpy()
+    return ranks
 
 
 def model_scorer(model: SASRec, device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None) -> Scorer:

@@ -76,7 +76,12 @@ class Anchor:
 
         >>> anchor = Anchor.score("v1", (model, rows), older)  # doctest: +SKIP
         """
-        return cls(version, ndcg_gains(_ranks(contender, data), 10))
+        return cls.from_ranks(version, holdout_ranks(contender, data))
+
+    @classmethod
+    def from_ranks(cls, version: str, ranks: np.ndarray) -> Anchor:
+        """The anchor of a version whose ranks on the holdout (:func:`holdout_ranks`) are known."""
+        return cls(version, ndcg_gains(ranks, 10))
 
     def to_dict(self) -> dict[str, Any]:
         return {"version": self.version, "gains": self.gains.tolist()}
@@ -119,7 +124,7 @@ def compare(
         if not len(data):
             skipped.append(name)
             continue
-        cand_ranks = ranks["candidate"][name] = _ranks(candidate, data)
+        cand_ranks = ranks["candidate"][name] = holdout_ranks(candidate, data)
         cand_gains = ndcg_gains(cand_ranks, 10)
         figures[name] = {"candidate": summarize(cand_ranks, (10,))}
         cand = figures[name]["candidate"][GATE_METRIC]
@@ -135,7 +140,7 @@ def compare(
             continue
         cur_ranks = known.get(name)
         if cur_ranks is None or len(cur_ranks) != len(data):
-            cur_ranks = _ranks(current, data)
+            cur_ranks = holdout_ranks(current, data)
         ranks["current"][name] = cur_ranks
         figures[name]["current"] = summarize(cur_ranks, (10,))
         cur = figures[name]["current"][GATE_METRIC]
@@ -186,7 +191,9 @@ def _shortfall(
     return f"{name} {GATE_METRIC} {cand:.4f} < {1 - tolerance:.2f} x {ref:.4f}{of}{noise}"
 
 
-def _ranks(contender: Contender, data: EvalSet) -> np.ndarray:
+def holdout_ranks(contender: Contender, data: EvalSet) -> np.ndarray:
+    """0-based rank of each holdout query's target under one contender (full ranking, seen items
+    filtered), scored in the contender's own row space."""
     model, rows = contender
     return target_ranks(model_scorer(model), data.remap(rows))  # the scorer runs the model in eval mode
 

@@ -45,7 +45,7 @@ from freshrec.model.sasrec import SASRec
 from freshrec.model.train import make_optimizer, train_step
 from freshrec.online.buffer import ReservoirBuffer
 from freshrec.online.checkpoint import CheckpointStore, TrainerState
-from freshrec.online.gate import Anchor, Contender, GateDecision, GateLog, compare
+from freshrec.online.gate import Anchor, Contender, GateDecision, GateLog, compare, holdout_ranks
 from freshrec.online.growth import ContentRows, grow, initial_rows
 from freshrec.schema import EventRecord
 from freshrec.sequence import UserSequence
@@ -204,8 +204,10 @@ class OnlineTrainer:
             version, contender = self._current_model()
             if version is None or contender is None:  # _load checked this above; a concurrent removal lands here
                 raise RuntimeError("the online trainer needs a current model version to anchor its holdout")
-            self.older_holdout["anchor"] = Anchor.score(version, contender, self.older_eval_set()).to_dict()
+            ranks = holdout_ranks(contender, self.older_eval_set())
+            self.older_holdout["anchor"] = Anchor.from_ranks(version, ranks).to_dict()
             self.checkpoints.save_holdout(self.older_holdout)
+            self._older_ranks = (version, ranks)  # the first gate decision needs them too
         self.anchor = Anchor.from_dict(self.older_holdout["anchor"])
         self._older_users = set(self.older_holdout["users"])
 
