@@ -177,6 +177,13 @@ class OnlineSettings(BaseModel):
 
     enabled: bool = Field(True, description="`freshrec serve` starts the online trainer process.")
     micro_batch_events: int = Field(2000, ge=1, description="Most events one micro-batch trains on.")
+    catch_up_events: int = Field(
+        4000,
+        ge=1,
+        description="Most events one micro-batch trains on while more than micro_batch_events are already "
+        "waiting (the trainer is behind): fewer steps per event until it has caught up (values up to "
+        "micro_batch_events: never more than that).",
+    )
     micro_batch_seconds: float = Field(
         2.0, ge=0, description="A smaller micro-batch is trained once its first event is this old."
     )

@@ -293,7 +293,7 @@ def test_weights_trained_before_a_lull_are_published_when_idle(trained: TrainedS
 
 
 def test_extra_steps_only_while_caught_up_and_the_lr_warms_up(trained: TrainedStore, tmp_path: Path) -> None:
-    engine = engine_on(trained, tmp_path, steps_per_batch=3, warmup_steps=4)
+    engine = engine_on(trained, tmp_path, steps_per_batch=3, warmup_steps=4, catch_up_events=400)
     try:
         users = sorted({e.user_id for e in trained.shop.events})[:50]
         items = [i.item_id for i in trained.shop.items[:40]]
@@ -309,6 +309,28 @@ def test_extra_steps_only_while_caught_up_and_the_lr_warms_up(trained: TrainedSt
         # micro-batches of 400: 600 and then 200 events wait behind the first two, none behind the last
         assert [r.events for r in reports] == [400, 400, 200]
         assert [r.steps for r in reports] == [1, 3, 3]
+    finally:
+        engine.close()
+
+
+def test_a_trainer_behind_takes_larger_micro_batches_until_caught_up(trained: TrainedStore, tmp_path: Path) -> None:
+    engine = engine_on(trained, tmp_path, catch_up_events=700)  # micro-batches of 400
+    try:
+        users = sorted({e.user_id for e in trained.shop.events})[:50]
+        items = [i.item_id for i in trained.shop.items[:40]]
+        engine.ingest([EventIn(user_id=users[n % 50], item_id=items[n % 40], type="view") for n in range(1000)])
+        trainer = OnlineTrainer(engine)
+        first = engine.event_log.read(0, 1)[0].offset
+        reports = []
+        while (report := trainer.poll(force=True)) is not None:
+            reports.append(report)
+        # 1,000 waiting (more than 400): 700 at once; then 300, no more than a micro-batch: as usual
+        assert [r.events for r in reports] == [700, 300]
+        assert trainer.state.committed_offset == engine.event_log.last_offset()
+        assert [(r.first_offset, r.last_offset) for r in reports][1][0] == reports[0].last_offset + 1
+        assert reports[0].first_offset >= first
+        engine.ingest([EventIn(user_id=users[n % 50], item_id=items[n % 40], type="click") for n in range(300)])
+        assert trainer.poll(force=True).events == 300  # caught up: plain micro-batches again
     finally:
         engine.close()
 

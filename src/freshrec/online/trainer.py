@@ -2,7 +2,8 @@
 
 One micro-batch, in order:
 
-1. read the events after the committed offset (up to ``online.micro_batch_events``);
+1. read the events after the committed offset (up to ``online.micro_batch_events``, or up to
+   ``online.catch_up_events`` while more than that are waiting);
 2. grow the item table for items the model has never seen (:mod:`freshrec.online.growth`);
 3. if a publish is due, judge the working model against the current version on these events, which
    neither has trained on (prequential), and on the fixed older holdout, where it must also clear the
@@ -299,9 +300,16 @@ class OnlineTrainer:
         return pending > 0 and time.monotonic() - self._last_batch_at >= self.settings.micro_batch_seconds
 
     def poll(self, force: bool = False) -> BatchReport | None:
-        """Train one micro-batch if one is due (``force``: whatever is there). ``None`` when idle."""
+        """Train one micro-batch if one is due (``force``: whatever is there). ``None`` when idle.
+
+        A micro-batch is up to ``online.micro_batch_events`` events, or up to ``online.catch_up_events``
+        while more than that are waiting: a trainer that has fallen behind (a burst, a restart, a stream
+        faster than its steps) takes fewer, larger steps until it has caught up, instead of falling
+        further behind at a fixed number of events per step.
+        """
         self._follow_external_changes()
-        events = self.engine.event_log.read(self.state.committed_offset, self.settings.micro_batch_events)
+        limit = max(self.settings.micro_batch_events, self.settings.catch_up_events)
+        events = self.engine.event_log.read(self.state.committed_offset, limit)
         if not events or not (force or self.due(len(events))):
             self._publish_in_lull()
             return None
