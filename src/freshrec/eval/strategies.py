@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from freshrec.eval.metrics import ndcg, ndcg_gains, paired_difference, reciprocal_ranks
-from freshrec.eval.offline import model_scorer, target_ranks
+from freshrec.online.gate import holdout_ranks
 from freshrec.recommend import Recommender
 from freshrec.schema import EventRecord
 from freshrec.serving_model import ServingModel
@@ -110,7 +110,7 @@ class OnlineLearning:
     def _older_ranks(self, model: Any, rows: Any) -> np.ndarray:
         if not len(self._older):
             return np.zeros(0, dtype=np.int64)
-        return target_ranks(model_scorer(model), self._older.remap(rows))  # the scorer runs in eval mode
+        return holdout_ranks((model, rows), self._older)
 
     def recommend(self, user_id: str, k: int) -> list[str]:
         return _ids(self.recommender.recommend(user_id, k))

@@ -135,4 +135,14 @@ class SampledSoftmaxCE(NextItemLoss):
         return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=logits.device))
 
 
-LOSSES: dict[str, type[NextItemLoss]] = {"full_softmax": FullSoftmaxCE, "sampled_softmax": SampledSoftmaxCE}
+def make_loss(name: str, negatives: int = 512) -> NextItemLoss:
+    """The loss a setting names: ``"full_softmax"`` or ``"sampled_softmax"`` (with ``negatives``).
+
+    >>> make_loss("sampled_softmax", 64).negatives
+    64
+    """
+    if name == "full_softmax":
+        return FullSoftmaxCE()
+    if name == "sampled_softmax":
+        return SampledSoftmaxCE(negatives)
+    raise ValueError(f"unknown loss {name!r}: full_softmax or sampled_softmax")

@@ -40,7 +40,7 @@ from freshrec.content.mapping import ContentMapping, fit_for_model
 from freshrec.events.base import iter_events
 from freshrec.model.data import Batch, EvalSet, pad_histories
 from freshrec.model.device import amp_dtype
-from freshrec.model.losses import FullSoftmaxCE, NextItemLoss, SampledSoftmaxCE
+from freshrec.model.losses import make_loss
 from freshrec.model.rowmap import RowMap
 from freshrec.model.sasrec import SASRec
 from freshrec.model.train import make_optimizer, train_step
@@ -128,9 +128,7 @@ class OnlineTrainer:
         self.content = content if content is not None else (self._content_rows if engine.content is not None else None)
         self.gate_log = GateLog(self.registry.root)
         self.checkpoints = CheckpointStore(self.registry.root / "trainer")
-        self.loss: NextItemLoss = (
-            SampledSoftmaxCE(self.settings.negatives) if self.settings.loss == "sampled_softmax" else FullSoftmaxCE()
-        )
+        self.loss = make_loss(self.settings.loss, self.settings.negatives)
         self.device = torch.device("cpu")
         self.amp = amp_dtype(self.device, engine.settings.train.precision)
         self._rng = np.random.default_rng(engine.settings.train.seed)
