@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from freshrec.eval.metrics import hit_rate, mrr, ndcg, paired_difference, reciprocal_ranks, summarize
-from freshrec.eval.offline import evaluate_scorer, rank_of_targets
+from freshrec.eval.offline import evaluate_scorer, rank_of_targets, target_ranks
 from freshrec.model.data import EvalSet
 
 
@@ -73,3 +73,30 @@ def test_paired_difference_by_hand() -> None:
 
 def test_reciprocal_ranks_have_no_cutoff() -> None:
     assert reciprocal_ranks(np.array([0, 1, 999])).tolist() == [1.0, 0.5, 0.001]
+
+
+def test_target_ranks_batching_changes_calls_not_ranks() -> None:
+    # A scorer whose scores depend on the history, and that records each call's padded shape.
+    rng = np.random.default_rng(3)
+    lengths = [1, 2, 3, 5, 8, 13, 21, 34, 55, 3, 1, 8]
+    data = EvalSet(
+        users=[str(u) for u in range(len(lengths))],
+        items=[rng.integers(1, 30, n) for n in lengths],
+        types=[np.ones(n, dtype=np.int64) for n in lengths],
+        targets=rng.integers(1, 30, len(lengths)),
+    )
+    table = torch.from_numpy(rng.normal(size=(31, 31)).astype(np.float32))
+    calls: list[tuple[int, int]] = []
+
+    def scorer(items, types):
+        calls.append((len(items), max(min(len(h), 20) for h in items)))
+        return torch.stack([table[torch.from_numpy(h[-20:])].sum(0) for h in items])
+
+    whole = target_ranks(scorer, data, batch_size=512, max_tokens=10**9)
+    assert calls == [(12, 20)]
+    calls.clear()
+    budgeted = target_ranks(scorer, data, batch_size=4, max_tokens=24, max_len=20)
+    np.testing.assert_array_equal(budgeted, whole)  # same ranks in the data's order
+    # sorted by length (capped at max_len 20): 1 1 2 3 | 3 5 8 | 8 | 13 | 20 | 20 | 20 -- at most 4 rows
+    # and 24 padded entries per call, a single history over the budget alone
+    assert calls == [(4, 3), (3, 8), (1, 8), (1, 13), (1, 20), (1, 20), (1, 20)]

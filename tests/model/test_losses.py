@@ -6,11 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from freshrec.model import losses
 from freshrec.model.losses import FullSoftmaxCE, SampledSoftmaxCE
 
 
-@pytest.mark.parametrize("chunk", [1, 7, 1024])
-def test_full_softmax_in_chunks_equals_the_plain_cross_entropy(chunk: int) -> None:
+@pytest.mark.parametrize("chunk", [1, 7, 1024, None])
+def test_full_softmax_in_chunks_equals_the_plain_cross_entropy(chunk: int | None, monkeypatch) -> None:
+    # None: rows per chunk from the logits budget, here 100 // 40 items = 2 rows
+    monkeypatch.setattr(losses, "CHUNK_LOGITS", 100)
     torch.manual_seed(0)
     table = torch.randn(41, 8, requires_grad=True)
     hidden = torch.randn(23, 8, requires_grad=True)

@@ -60,30 +60,70 @@ def evaluate_scorer(
     batch_size: int = 512,
     filter_seen: bool = True,
     progress: bool = False,
+    max_tokens: int | None = None,
+    max_len: int | None = None,
 ) -> dict[str, float]:
-    """Metrics of a scorer on an :class:`EvalSet` under the full-ranking protocol."""
-    return summarize(target_ranks(scorer, data, batch_size, filter_seen, progress), ks)
+    """Metrics of a scorer on an :class:`EvalSet` under the full-ranking protocol (arguments as in
+    :func:`target_ranks`)."""
+    tokens = MAX_BATCH_TOKENS if max_tokens is None else max_tokens
+    return summarize(target_ranks(scorer, data, batch_size, filter_seen, progress, tokens, max_len), ks)
+
+
+#: Most history entries (rows x padded length) one scoring call of :func:`target_ranks` takes on a CPU.
+MAX_BATCH_TOKENS = 8192
+
+
+def batch_tokens(device: torch.device | str) -> int:
+    """:func:`target_ranks`'s ``max_tokens`` for a device: cache-sized batches on a CPU, whole
+    ``batch_size`` batches on an accelerator (which wants few, large calls)."""
+    return MAX_BATCH_TOKENS if torch.device(device).type == "cpu" else 1 << 40
 
 
 def target_ranks(
-    scorer: Scorer, data: EvalSet, batch_size: int = 512, filter_seen: bool = True, progress: bool = False
+    scorer: Scorer,
+    data: EvalSet,
+    batch_size: int = 512,
+    filter_seen: bool = True,
+    progress: bool = False,
+    max_tokens: int = MAX_BATCH_TOKENS,
+    max_len: int | None = None,
 ) -> np.ndarray:
     """0-based rank of each query's held-out item under the full-ranking protocol: [len(data)].
 
-    Queries are scored in order of history length, so a batch is padded to lengths close to its own
-    instead of to the longest history anywhere in it (a few long histories among many short ones would
-    otherwise make most of each batch's attention and feed-forward work padding); ranks come back in
-    ``data``'s order.
+    Queries are scored in order of history length, in batches of at most ``batch_size`` queries and
+    ``max_tokens`` padded entries, so a batch is padded to lengths close to its own (a few long histories
+    among many short ones would otherwise make most of a batch's attention and feed-forward work padding)
+    and its activations stay cache-sized (a 1,000-query shop holdout scored 40% faster in batches of
+    ~8K entries than of 512 queries; ML-100K's validation histories 2x). ``max_len``: the scorer reads at
+    most this many entries of a history (a model's ``max_len``), so longer ones count as that long. Ranks
+    come back in ``data``'s order.
+
+    >>> scorer = popularity_scorer([np.array([1, 1, 2])], num_items=3)
+    >>> data = EvalSet(["u"], [np.array([2])], [np.array([0])], np.array([1]))
+    >>> target_ranks(scorer, data).tolist()  # item 1 is the most popular item not yet seen
+    [0]
     """
     ranks = np.zeros(len(data), dtype=np.int64)
-    order = np.argsort(np.fromiter((len(h) for h in data.items), dtype=np.int64, count=len(data)), kind="stable")
-    for start in tqdm(range(0, len(data), batch_size), desc="ranking", disable=not progress, leave=False):
-        batch = order[start : start + batch_size]
-        items = [data.items[i] for i in batch]
-        scores = scorer(items, [data.types[i] for i in batch])
-        exclude = [np.unique(h) for h in items] if filter_seen else None
-        targets = torch.from_numpy(data.targets[batch])
-        ranks[batch] = rank_of_targets(scores.cpu(), targets, exclude).numpy()
+    lengths = np.fromiter((len(h) for h in data.items), dtype=np.int64, count=len(data))
+    if max_len is not None:
+        lengths = np.minimum(lengths, max_len)
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = np.maximum(lengths[order], 1)
+    with tqdm(total=len(data), desc="ranking", disable=not progress, leave=False) as bar:
+        start = 0
+        while start < len(order):
+            # sorted ascending: the batch's last member sets its padded length
+            window = sorted_lengths[start : start + batch_size]
+            # rows x padded length only grows along the window: the batch is the prefix that fits
+            size = max(1, int(np.count_nonzero(np.arange(1, len(window) + 1) * window <= max_tokens)))
+            batch = order[start : start + size]
+            items = [data.items[i] for i in batch]
+            scores = scorer(items, [data.types[i] for i in batch])
+            exclude = [np.unique(h) for h in items] if filter_seen else None
+            targets = torch.from_numpy(data.targets[batch])
+            ranks[batch] = rank_of_targets(scores.cpu(), targets, exclude).numpy()
+            start += size
+            bar.update(size)
     return ranks
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from freshrec.eval.offline import evaluate_scorer, model_scorer, popularity_scorer
+from freshrec.eval.offline import batch_tokens, evaluate_scorer, model_scorer, popularity_scorer
 from freshrec.model.data import EvalSet, SequenceData, Split, leave_one_out, sequences_from_log
 from freshrec.model.device import amp_dtype, resolve_device
 from freshrec.model.rowmap import RowMap
@@ -69,12 +69,14 @@ def evaluate_split(model: SASRec, split: Split, settings: Settings, progress: bo
     target: EvalSet = split.test if split.test is not None else split.valid
     scorer = model_scorer(model.to(device), device, amp_dtype(device, settings.train.precision))
     batch = settings.train.eval_batch_size
+    shape = {"max_tokens": batch_tokens(device), "max_len": model.config.max_len}
+    popularity = popularity_scorer(split.train_items, model.num_items)
     return {
         "protocol": PROTOCOL,
         "evaluated_on": "test (last item)" if split.test is not None else "validation (last item)",
-        "model": evaluate_scorer(scorer, target, METRIC_KS, batch, progress=progress),
-        "popularity": evaluate_scorer(popularity_scorer(split.train_items, model.num_items), target, METRIC_KS, batch),
-        "model_unfiltered": evaluate_scorer(scorer, target, METRIC_KS, batch, filter_seen=False),
+        "model": evaluate_scorer(scorer, target, METRIC_KS, batch, progress=progress, **shape),
+        "popularity": evaluate_scorer(popularity, target, METRIC_KS, batch, **shape),
+        "model_unfiltered": evaluate_scorer(scorer, target, METRIC_KS, batch, filter_seen=False, **shape),
     }
 
 

@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from freshrec.config import TrainSettings
-from freshrec.eval.offline import evaluate_scorer, model_scorer
+from freshrec.eval.offline import batch_tokens, evaluate_scorer, model_scorer
 from freshrec.model.data import Batch, EvalSet, TrainingBatches
 from freshrec.model.device import amp_dtype, autocast, resolve_device
 from freshrec.model.losses import FullSoftmaxCE, NextItemLoss
@@ -173,7 +173,14 @@ class Trainer:
 
     def evaluate(self, data: EvalSet) -> dict[str, float]:
         scorer = model_scorer(self.model, self.device, self.amp)
-        return evaluate_scorer(scorer, data, ks=(10, 20), batch_size=self.settings.eval_batch_size)
+        return evaluate_scorer(
+            scorer,
+            data,
+            ks=(10, 20),
+            batch_size=self.settings.eval_batch_size,
+            max_tokens=batch_tokens(self.device),
+            max_len=self.model.config.max_len,
+        )
 
     def prepare(self, train_items: list[np.ndarray], train_types: list[np.ndarray]) -> TrainingBatches:
         """Batches for these sequences; also decides whether to compile (it depends on the data size)."""

@@ -39,6 +39,28 @@ class ReservoirBuffer:
         if slot < self.capacity:
             self.items[slot] = key
 
+    def extend(self, keys: list[str]) -> None:
+        """:meth:`add` each key in order, drawing the slots for all of them at once (one random draw per
+        key cost more than the rest of the trainer's bookkeeping for an event).
+
+        >>> buf = ReservoirBuffer(capacity=2, seed=0)
+        >>> buf.extend(["a", "b", "c", "d"])
+        >>> len(buf), buf.seen
+        (2, 4)
+        """
+        room = min(len(keys), self.capacity - len(self.items))
+        self.items.extend(keys[:room])
+        self.seen += room
+        rest = keys[room:]
+        if not rest:
+            return
+        # key j of the rest is the (seen + j + 1)-th addition: its slot is uniform in [0, seen + j]
+        slots = self._rng.integers(np.arange(self.seen + 1, self.seen + len(rest) + 1))
+        self.seen += len(rest)
+        for key, slot in zip(rest, slots.tolist(), strict=True):
+            if slot < self.capacity:
+                self.items[slot] = key
+
     def sample(self, n: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Up to ``n`` distinct keys, uniformly, leaving out ``exclude``."""
         pool = list(dict.fromkeys(k for k in self.items if k not in exclude))

@@ -195,7 +195,8 @@ def holdout_ranks(contender: Contender, data: EvalSet) -> np.ndarray:
     """0-based rank of each holdout query's target under one contender (full ranking, seen items
     filtered), scored in the contender's own row space."""
     model, rows = contender
-    return target_ranks(model_scorer(model), data.remap(rows))  # the scorer runs the model in eval mode
+    # the scorer runs the model in eval mode
+    return target_ranks(model_scorer(model), data.remap(rows), max_len=model.config.max_len)
 
 
 class GateLog:

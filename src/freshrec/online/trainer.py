@@ -241,12 +241,14 @@ class OnlineTrainer:
 
         def flush() -> None:
             idx = self.catalog.internal_ids([e.item_id for e in page], create=True)
+            added = []
             for e, i in zip(page, idx, strict=True):
                 seq = self.sequences.get(e.user_id)
                 if seq is None:
                     seq = self.sequences[e.user_id] = UserSequence(self.max_len + 1, collapse)
                 if seq.add(i, code.get(e.type, 0), e.ts, e.type in negative):
-                    self.buffer.add(e.user_id)
+                    added.append(e.user_id)
+            self.buffer.extend(added)
             page.clear()
 
         for e in iter_events(self.engine.event_log):
@@ -336,6 +338,7 @@ class OnlineTrainer:
         if time.monotonic() - self._last_publish_attempt >= self.settings.publish_interval_s:
             decision, published = self._gate_and_publish(events, idx)
         fresh: dict[str, int] = {}
+        added: list[str] = []
         code, negative = self.types.code, self.types.negative
         collapse = self.engine.settings.state.collapse_repeats
         for e, i in zip(events, idx, strict=True):
@@ -345,7 +348,8 @@ class OnlineTrainer:
                 seq = self.sequences[e.user_id] = UserSequence(self.max_len + 1, collapse)
             if seq.add(i, code.get(e.type, 0), e.ts, e.type in negative):
                 fresh[e.user_id] = fresh.get(e.user_id, 0) + 1
-                self.buffer.add(e.user_id)
+                added.append(e.user_id)
+        self.buffer.extend(added)
         replay = self.buffer.sample(
             round(self.settings.replay_ratio * len(fresh)), exclude=self._older_users | set(fresh)
         )
