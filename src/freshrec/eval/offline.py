@@ -94,7 +94,7 @@ def target_ranks(
     ``max_tokens`` padded entries, so a batch is padded to lengths close to its own (a few long histories
     among many short ones would otherwise make most of a batch's attention and feed-forward work padding)
     and its activations stay cache-sized (a 1,000-query shop holdout scored 40% faster in batches of
-    ~8K entries than of 512 queries; ML-100K's validation histories 2x). ``max_len``: the scorer reads at
+    ~8K entries than of 512 queries; histories of ML-100K's size 2x). ``max_len``: the scorer reads at
     most this many entries of a history (a model's ``max_len``), so longer ones count as that long. Ranks
     come back in ``data``'s order.
 

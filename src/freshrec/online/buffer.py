@@ -31,13 +31,9 @@ class ReservoirBuffer:
         return len(self.items)
 
     def add(self, key: str) -> None:
-        self.seen += 1
-        if len(self.items) < self.capacity:
-            self.items.append(key)
-            return
-        slot = int(self._rng.integers(self.seen))
-        if slot < self.capacity:
-            self.items[slot] = key
+        """Offer one key: kept while there is room, afterwards in place of a random one with probability
+        ``capacity / seen``."""
+        self.extend([key])
 
     def extend(self, keys: list[str]) -> None:
         """:meth:`add` each key in order, drawing the slots for all of them at once (one random draw per
