@@ -25,6 +25,16 @@ from freshrec.model.sasrec import SASRec
 Scorer = Callable[[list[np.ndarray], list[np.ndarray]], torch.Tensor]
 
 
+#: Most history entries (rows x padded length) one scoring call of :func:`target_ranks` takes on a CPU.
+MAX_BATCH_TOKENS = 8192
+
+
+def batch_tokens(device: torch.device | str) -> int:
+    """:func:`target_ranks`'s ``max_tokens`` for a device: cache-sized batches on a CPU, whole
+    ``batch_size`` batches on an accelerator (which wants few, large calls)."""
+    return MAX_BATCH_TOKENS if torch.device(device).type == "cpu" else 1 << 40
+
+
 def rank_of_targets(
     scores: torch.Tensor, targets: torch.Tensor, exclude: list[np.ndarray] | None = None
 ) -> torch.Tensor:
@@ -60,23 +70,12 @@ def evaluate_scorer(
     batch_size: int = 512,
     filter_seen: bool = True,
     progress: bool = False,
-    max_tokens: int | None = None,
+    max_tokens: int = MAX_BATCH_TOKENS,
     max_len: int | None = None,
 ) -> dict[str, float]:
     """Metrics of a scorer on an :class:`EvalSet` under the full-ranking protocol (arguments as in
     :func:`target_ranks`)."""
-    tokens = MAX_BATCH_TOKENS if max_tokens is None else max_tokens
-    return summarize(target_ranks(scorer, data, batch_size, filter_seen, progress, tokens, max_len), ks)
-
-
-#: Most history entries (rows x padded length) one scoring call of :func:`target_ranks` takes on a CPU.
-MAX_BATCH_TOKENS = 8192
-
-
-def batch_tokens(device: torch.device | str) -> int:
-    """:func:`target_ranks`'s ``max_tokens`` for a device: cache-sized batches on a CPU, whole
-    ``batch_size`` batches on an accelerator (which wants few, large calls)."""
-    return MAX_BATCH_TOKENS if torch.device(device).type == "cpu" else 1 << 40
+    return summarize(target_ranks(scorer, data, batch_size, filter_seen, progress, max_tokens, max_len), ks)
 
 
 def target_ranks(

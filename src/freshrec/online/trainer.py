@@ -28,6 +28,7 @@ import itertools
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -233,22 +234,12 @@ class OnlineTrainer:
         return train_step(self.model, self.optimizer, batch, self.loss, self.device, self.amp)
 
     def _rebuild_sequences(self) -> None:
-        collapse = self.engine.settings.state.collapse_repeats
         self.sequences: dict[str, UserSequence] = {}
         self.buffer = ReservoirBuffer(self.settings.buffer_size, seed=self.engine.settings.train.seed)
-        code, negative = self.types.code, self.types.negative
         page: list[EventRecord] = []
 
         def flush() -> None:
-            idx = self.catalog.internal_ids([e.item_id for e in page], create=True)
-            added = []
-            for e, i in zip(page, idx, strict=True):
-                seq = self.sequences.get(e.user_id)
-                if seq is None:
-                    seq = self.sequences[e.user_id] = UserSequence(self.max_len + 1, collapse)
-                if seq.add(i, code.get(e.type, 0), e.ts, e.type in negative):
-                    added.append(e.user_id)
-            self.buffer.extend(added)
+            self._fold(page, self.catalog.internal_ids([e.item_id for e in page], create=True))
             page.clear()
 
         for e in iter_events(self.engine.event_log):
@@ -258,6 +249,21 @@ class OnlineTrainer:
             if len(page) >= 50_000:
                 flush()
         flush()
+
+    def _fold(self, events: Sequence[EventRecord], idx: Sequence[int]) -> list[str]:
+        """Add events to the trainer's user sequences and the replay buffer; returns the user of each
+        event that added a sequence entry (in order, repeats included)."""
+        collapse = self.engine.settings.state.collapse_repeats
+        code, negative = self.types.code, self.types.negative
+        added = []
+        for e, i in zip(events, idx, strict=True):
+            seq = self.sequences.get(e.user_id)
+            if seq is None:
+                seq = self.sequences[e.user_id] = UserSequence(self.max_len + 1, collapse)
+            if seq.add(i, code.get(e.type, 0), e.ts, e.type in negative):
+                added.append(e.user_id)
+        self.buffer.extend(added)
+        return added
 
     def _make_older_holdout(self) -> dict[str, Any]:
         """Each sampled user's last entry as of the start, in catalogue indices (fixed for good).
@@ -337,19 +343,8 @@ class OnlineTrainer:
         decision, published = None, None
         if time.monotonic() - self._last_publish_attempt >= self.settings.publish_interval_s:
             decision, published = self._gate_and_publish(events, idx)
-        fresh: dict[str, int] = {}
-        added: list[str] = []
-        code, negative = self.types.code, self.types.negative
-        collapse = self.engine.settings.state.collapse_repeats
-        for e, i in zip(events, idx, strict=True):
-            self.untrained.discard(e.item_id)
-            seq = self.sequences.get(e.user_id)
-            if seq is None:
-                seq = self.sequences[e.user_id] = UserSequence(self.max_len + 1, collapse)
-            if seq.add(i, code.get(e.type, 0), e.ts, e.type in negative):
-                fresh[e.user_id] = fresh.get(e.user_id, 0) + 1
-                added.append(e.user_id)
-        self.buffer.extend(added)
+        self.untrained.difference_update(e.item_id for e in events)
+        fresh = Counter(self._fold(events, idx))  # user -> new entries, in order of first appearance
         replay = self.buffer.sample(
             round(self.settings.replay_ratio * len(fresh)), exclude=self._older_users | set(fresh)
         )
