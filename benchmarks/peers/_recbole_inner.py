@@ -21,6 +21,14 @@ optional wall-clock budget (``spec["max_seconds"]``: training stops after the ep
 best checkpoint so far is tested, as early stopping would), and a second test pass on the same best model
 with freshrec's default protocol (every item of the user's training + validation history removed from the
 ranking, :func:`filtered_test`), so both protocols are reported for the same weights.
+
+Resuming (``spec["resume"]``): a converged run on a larger file can outlast the process that started it.
+After every validated epoch the runner saves the trainer's whole state (weights, optimizer, early-stopping
+counter, best score; RecBole's own ``_save_checkpoint`` format) to ``resume.pth`` and the epoch record
+(times, validation history, which file holds the best weights) to ``progress.json`` in the working
+directory. A resumed run loads both with RecBole's ``Trainer.resume_checkpoint`` and continues at the next
+epoch, so early stopping sees the same sequence of validation scores an uninterrupted run would (the data
+order of later epochs differs: the RNG state is not part of RecBole's checkpoint).
 """
 
 from __future__ import annotations
@@ -174,11 +182,44 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
     trainer._save_checkpoint = _note_checkpoint
 
+    progress_path, resume_path = Path("progress.json"), Path("resume.pth")
+    resumed_from = None
+    if spec.get("resume") and progress_path.exists():
+        progress = json.loads(progress_path.read_text())
+        trainer.resume_checkpoint(progress["resume_file"])
+        # resume_checkpoint points saved_model_file at the file it read; best weights go where they went.
+        trainer.saved_model_file = progress["best_model_file"]
+        trainer.best_valid_result = progress["best_valid_result"]
+        epoch_seconds += progress["epoch_seconds"]
+        valid_seconds += progress["valid_seconds"]
+        valid_history += progress["valid_history"]
+        saved_epochs += progress["saved_epochs"]
+        resumed_from = trainer.start_epoch
+
+    def _save_progress(epoch: int, valid_score: float) -> None:
+        save_checkpoint(epoch, verbose=False, saved_model_file=str(resume_path))
+        record = {
+            "resume_file": str(resume_path.resolve()),
+            "best_model_file": trainer.saved_model_file,
+            "best_valid_result": _plain(dict(trainer.best_valid_result or {})),
+            "epoch_seconds": epoch_seconds,
+            "valid_seconds": valid_seconds,
+            "valid_history": valid_history,
+            "saved_epochs": saved_epochs,
+        }
+        tmp = progress_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+        tmp.replace(progress_path)  # a kill mid-write leaves the previous record whole
+
     start = time.perf_counter()
     stopped = "early stopping or epochs"
     try:
         best_valid_score, best_valid_result = trainer.fit(
-            train_data, valid_data, saved=True, show_progress=config["show_progress"]
+            train_data,
+            valid_data,
+            saved=True,
+            show_progress=config["show_progress"],
+            callback_fn=_save_progress,
         )
     except _Budget:
         stopped = f"time budget ({budget:.0f} s)"
@@ -228,6 +269,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         "valid_seconds": valid_seconds,
         "epochs_run": len(epoch_seconds),
         "stopped": stopped,
+        "resumed_at_epoch": resumed_from,
         "valid_ndcg@10_history": valid_history,
         "seconds_per_epoch": train_seconds / len(epoch_seconds),
         # RecBole numbers epochs from 0; the checkpoint reloaded for the test is the last one saved.

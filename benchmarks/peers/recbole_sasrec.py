@@ -5,6 +5,12 @@ Run with the system ``python3`` (this file uses the standard library only)::
 
     python3 benchmarks/peers/recbole_sasrec.py --dataset ml-100k --data-dir /work/shared/data/ml-100k
     python3 benchmarks/peers/recbole_sasrec.py --dataset ml-100k --quick   # 2 epochs, max length 20
+    python3 benchmarks/peers/recbole_sasrec.py --dataset ml-latest-small --max-len 50 --resume  # continue
+
+A run longer than one sitting can be continued: after every validated epoch the inner runner saves the
+trainer's whole state and the epoch record in the work folder, and ``--resume`` (with the same options)
+picks up at the next epoch; the JSON then covers every epoch of the run (``resumed_at_epoch`` says where
+this invocation started).
 
 What it does:
 
@@ -316,6 +322,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="wall-clock budget for training: no epoch starts after it; the best checkpoint so far is tested",
     )
     p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run in the work folder (same options) from its last validated epoch",
+    )
+    p.add_argument(
         "--threads", type=int, help="torch intra-op threads inside the RecBole process (default: torch's choice)"
     )
     p.add_argument(
@@ -346,7 +357,13 @@ def main(argv: list[str] | None = None) -> int:
 
     work = WORK / args.dataset
     name = f"fr-{args.dataset}"
-    shutil.rmtree(work / "saved", ignore_errors=True)  # old checkpoints; RecBole never cleans them
+    if not args.resume:
+        shutil.rmtree(work / "saved", ignore_errors=True)  # old checkpoints; RecBole never cleans them
+        for stale in ("progress.json", "resume.pth"):
+            (work / stale).unlink(missing_ok=True)
+    elif not (work / "progress.json").exists():
+        print(f"--resume: no interrupted run in {work} (progress.json missing)", file=sys.stderr)
+        return 2
     raw_stats = write_atomic(args.dataset, args.data_dir, name, work)
     cuda = cuda_available()
     spec = {
@@ -354,8 +371,15 @@ def main(argv: list[str] | None = None) -> int:
         "dataset": name,
         "config": recbole_config(args, work, cuda),
         "max_seconds": args.max_seconds,
+        "resume": args.resume,
     }
     spec_path, inner_out = work / "spec.json", work / "inner_result.json"
+    if args.resume and spec_path.exists():
+        previous = json.loads(spec_path.read_text())["config"]
+        changed = sorted(k for k in previous.keys() | spec["config"].keys() if previous.get(k) != spec["config"].get(k))
+        if changed:
+            print(f"--resume: the interrupted run used other settings ({', '.join(changed)})", file=sys.stderr)
+            return 2
     spec_path.write_text(json.dumps(spec, indent=2) + "\n")
     inner_out.unlink(missing_ok=True)
 

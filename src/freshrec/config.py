@@ -195,9 +195,9 @@ class OnlineSettings(BaseModel):
         8, ge=1, description="Target entries per replayed user: a random span of its sequence (with context)."
     )
     buffer_size: int = Field(20_000, ge=1, description="Users kept in the reservoir replay buffer.")
-    # Replay tuning (docs/benchmarks.md, section 6): 1e-3 x 1 step adds +13.5% on Amazon, +7.9% on
-    # MovieLens-100K and +1.8% on the drifting shop; more steps with a faster item table and a warm-up reach
-    # +3.5% on the shop but cost MovieLens. Tune per deployment with `freshrec replay`.
+    # Replay tuning (docs/benchmarks.md, section 6): 1e-3 x 1 step adds +12.5% on Amazon, +9.8% on
+    # MovieLens-100K and +3.4% on the drifting shop; more steps with a faster item table and a warm-up reach
+    # +4.9% on the shop but cost MovieLens. Tune per deployment with `freshrec replay`.
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate of online fine-tuning.")
     steps_per_batch: int = Field(
         1,
@@ -266,6 +266,12 @@ class OnlineSettings(BaseModel):
         description="Seconds the content -> row mapping and the user sample that new items' rows are built and "
         "calibrated with are reused; serving likewise reuses its mapping for a version fine-tuned from the "
         "one it serves.",
+    )
+    new_row_calibration: Literal["median", "frequency", "none"] = Field(
+        "median",
+        description="Where a new item's row is set to score on average: like the median existing item "
+        "(median), at the rate the micro-batch chose it (frequency: its mean softmax probability over sampled "
+        "users equals its share of the micro-batch's positive events), or left as built (none).",
     )
     nice: int = Field(10, ge=0, le=19, description="Scheduling niceness of the trainer process under `serve`.")
     sched_idle: bool = Field(

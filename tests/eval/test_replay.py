@@ -51,6 +51,21 @@ def test_score_then_learn_by_hand() -> None:
     assert result["windows"][1]["hr@3"] == 1.0
 
 
+def test_outcomes_split_by_new_and_known_items() -> None:
+    strategy = Fixed("fixed", ["a", "n1", "b"])
+    stream = [ev(1, "u1", "a", 1.0), ev(2, "u1", "n1", 2.0), ev(3, "u2", "n2", 3.0), ev(4, "u2", "b", 4.0)]
+    # "a" and "b" had events before the stream (u0's history); "n1" and "n2" are new
+    outcomes = list(prequential(stream, [strategy], lambda e: None, 3, frozenset(), {"u0": {"a", "b"}}))
+    assert [o.new_item for o in outcomes] == [False, True, True, False]
+    result = summarize_outcomes(outcomes, ["fixed"], k=3, windows=1)["fixed"]
+    assert result["new_items"]["n"] == 2 and result["new_items"]["hr@3"] == 0.5  # n1 at rank 1, n2 missed
+    assert result["new_items"]["ndcg@3"] == pytest.approx(1 / np.log2(3) / 2)
+    assert result["known_items"]["n"] == 2 and result["known_items"]["hr@3"] == 1.0
+    # an explicit set of known items overrides what ``seen`` implies
+    explicit = list(prequential(stream, [strategy], lambda e: None, 3, frozenset(), {}, known_items=frozenset({"a"})))
+    assert [o.new_item for o in explicit] == [False, True, True, True]
+
+
 def test_rank_in_and_cut() -> None:
     assert rank_in(["x", "y"], "y", 10) == 1 and rank_in(["x"], "q", 10) == 10
     events = [ev(i, "u", str(i), float(t)) for i, t in enumerate([0, 1, 2, 10])]

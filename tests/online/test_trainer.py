@@ -21,7 +21,7 @@ from freshrec.model.sasrec import Dropout, SASRec, SASRecConfig
 from freshrec.model.train import make_optimizer, train_step
 from freshrec.online.checkpoint import CheckpointStore
 from freshrec.online.gate import Anchor, GateLog, holdout_ranks
-from freshrec.online.growth import grow, initial_rows
+from freshrec.online.growth import calibrate_to_rates, grow, initial_rows
 from freshrec.online.trainer import OnlineTrainer, pack_rows
 from freshrec.schema import EventIn, ItemIn
 from tests.conftest import TrainedStore, make_settings
@@ -34,20 +34,25 @@ def engine_on(trained: TrainedStore, tmp_path: Path, **online: object) -> Engine
     return build_engine(settings)
 
 
-def stream_with_new_item(trained: TrainedStore, engine: Engine, users: int = 200) -> tuple[str, str]:
+def stream_with_new_item(
+    trained: TrainedStore, engine: Engine, users: int = 200, new_item: str = "sku-new", upsert: bool = True
+) -> tuple[str, str]:
     """New users who view a known item X and then a brand-new item: a shifted interest."""
     anchor = trained.shop.items[5].item_id
-    engine.upsert_items([ItemIn(item_id="sku-new", title="Brand new", categories=[trained.shop.category_of[anchor]])])
+    if upsert:
+        engine.upsert_items(
+            [ItemIn(item_id=new_item, title="Brand new", categories=[trained.shop.category_of[anchor]])]
+        )
     t0 = trained.shop.end_ts + 100
     events = []
     for u in range(users):
         events += [
             EventIn(user_id=f"fresh-{u}", item_id=anchor, type="view", ts=t0 + 10 * u),
-            EventIn(user_id=f"fresh-{u}", item_id="sku-new", type="click", ts=t0 + 10 * u + 5),
+            EventIn(user_id=f"fresh-{u}", item_id=new_item, type="click", ts=t0 + 10 * u + 5),
         ]
     for i in range(0, len(events), 1000):
         engine.ingest(events[i : i + 1000])
-    return anchor, "sku-new"
+    return anchor, new_item
 
 
 def test_growth_keeps_existing_rows_and_optimizer_state() -> None:
@@ -79,6 +84,35 @@ def test_new_rows_score_like_the_median_item_on_average_but_high_where_chosen() 
     assert (users @ raw[0]).mean() > (users @ rows[0]).mean()  # uncalibrated: above the median for all
     # the choosers still rank it above the typical item
     assert (choosers @ rows[0]).mean() > (choosers @ known.T).median(dim=1).values.mean()
+
+
+def test_rate_calibration_matches_each_new_rows_mean_probability_to_its_observed_rate() -> None:
+    torch.manual_seed(0)
+    common = torch.randn(8)
+    users = common + 0.3 * torch.randn(200, 8)
+    known = torch.randn(40, 8) * 0.5
+    rows = torch.randn(2, 8)
+    rates = torch.tensor([0.1, 0.001])  # a launch every user looks at, a niche item
+    shifted = calibrate_to_rates(rows, known, users, rates)
+    log_z = torch.logsumexp(users @ known.T, dim=1, keepdim=True)
+    probability = torch.sigmoid(users @ shifted.T - log_z).mean(0)  # softmax over the known items + itself
+    assert torch.allclose(probability, rates, rtol=1e-3)
+    # a rate no known item comes near stops at the most likely known item's mean score, not beyond
+    capped = calibrate_to_rates(rows, known, users, torch.tensor([0.99, 1e-12]))
+    mean_scores, known_means = (users @ capped.T).mean(0), (users @ known.T).mean(0)
+    assert torch.allclose(mean_scores, torch.stack([known_means.max(), known_means.min()]), atol=1e-3)
+    # only the component along the mean user vector moved
+    direction = users.mean(0)
+    moved = shifted - rows
+    assert torch.allclose(
+        moved - (moved @ direction / direction.dot(direction)).unsqueeze(1) * direction, torch.zeros(2, 8), atol=1e-4
+    )
+    # through initial_rows, with the choosers' co-occurrence row
+    model = SASRec(SASRecConfig(num_items=40, dim=8, heads=1, layers=1, max_len=4))
+    choosers = {41: common + torch.randn(8) + 0.3 * torch.randn(10, 8), 42: common + 0.3 * torch.randn(3, 8)}
+    hot, _ = initial_rows(model, [41, 42], choosers, users=users, rates=torch.tensor([0.3, 0.3]))
+    cold, _ = initial_rows(model, [41, 42], choosers, users=users, rates=torch.tensor([0.001, 0.001]))
+    assert ((users @ hot.T).mean(0) > (users @ cold.T).mean(0)).all()
 
 
 @pytest.mark.parametrize("loss", ["full_softmax", "sampled_softmax"])
@@ -117,7 +151,49 @@ def test_new_item_becomes_recommendable_with_lineage(trained: TrainedStore, tmp_
         engine.close()
 
 
-def test_gate_rejects_a_damaged_candidate(trained: TrainedStore, tmp_path: Path) -> None:
+def test_a_catalogue_item_without_training_events_gets_its_row_rebuilt_on_first_events(
+    trained: TrainedStore, tmp_path: Path
+) -> None:
+    from freshrec.model.pipeline import train_and_publish
+
+    # a short base training; a few steps per micro-batch so the stream is learnt within the test's 400 events
+    online = {**ONLINE, "steps_per_batch": 8, "item_lr_scale": 3.0}
+    settings = make_settings(trained.copy_to(tmp_path / "data"), online=online, train={"epochs": 3})
+    engine = build_engine(settings)
+    try:
+        anchor = trained.shop.items[5].item_id
+        item = ItemIn(item_id="sku-unsold", title="Brand new", categories=[trained.shop.category_of[anchor]])
+        engine.upsert_items([item])
+        version = train_and_publish(engine, progress=False).version  # the item has a row that never trained
+        assert "sku-unsold" in engine.registry.meta(version)["untrained_items"]
+        base = engine.registry.load(version)
+        row = base.item_ids.index("sku-unsold") + 1
+        base_rows = base.model.item_emb.weight.detach().clone()
+        stream_with_new_item(trained, engine, new_item="sku-unsold", upsert=False)
+        trainer = OnlineTrainer(engine)
+        first = trainer.poll(force=True)
+        assert first is not None and first.rebuilt_rows == 1 and first.new_items == 0
+        assert trainer.model.num_items == base.model.num_items  # rebuilt in place, not appended
+        # one step at the online learning rate moves a row by ~1e-3 per entry; the rebuild replaced it
+        moved = (trainer.model.item_emb.weight.detach()[row] - base_rows[row]).abs().max()
+        assert moved > 0.05, moved
+        reports = [first]
+        while (report := trainer.poll(force=True)) is not None:
+            reports.append(report)
+        engine.ingest([EventIn(user_id="late", item_id=anchor, type="view")])
+        reports.append(trainer.poll(force=True))
+        assert sum(r.rebuilt_rows for r in reports) == 1  # once: from then on it is a trained row
+        published = [v["version"] for v in engine.registry.history() if v.get("kind") == "online"]
+        assert published and "sku-unsold" not in engine.registry.meta(published[-1])["untrained_items"]
+        assert engine.refresh_model()
+        engine.ingest([EventIn(user_id="probe", item_id=anchor, type="view")])
+        assert "sku-unsold" in [i.item_id for i in engine.recommend("probe", 10).items]
+    finally:
+        engine.close()
+
+
+@pytest.mark.parametrize("damage", ["scrambled", "nan"])
+def test_gate_rejects_a_damaged_candidate(trained: TrainedStore, tmp_path: Path, damage: str) -> None:
     engine = engine_on(trained, tmp_path, gate_tolerance=0.05)
     try:
         stream_with_new_item(trained, engine, users=50)
@@ -125,7 +201,10 @@ def test_gate_rejects_a_damaged_candidate(trained: TrainedStore, tmp_path: Path)
         trainer.poll(force=True)  # trains something, so there is a candidate to judge
         with torch.no_grad():
             table = trainer.model.item_emb.weight
-            table[1:] = table[1:][torch.randperm(table.shape[0] - 1)]  # scramble every item's row
+            if damage == "scrambled":
+                table[1:] = table[1:][torch.randperm(table.shape[0] - 1)]  # scramble every item's row
+            else:  # weights gone non-finite: every score NaN, which must not rank every target first
+                table[1:] = float("nan")
         engine.ingest([EventIn(user_id=f"q{u}", item_id=trained.shop.items[u].item_id, type="view") for u in range(60)])
         report = trainer.poll(force=True)
         assert report is not None and report.decision is not None

@@ -41,13 +41,16 @@ def rank_of_targets(
     """0-based rank of each target among all items, after removing excluded items and padding.
 
     ``scores``: [B, N + 1] float; ``targets``: [B] int64; ``exclude[b]``: indices hidden for row b
-    (a target that is itself excluded can never be hit).
+    (a target that is itself excluded can never be hit). A target scored NaN (a model whose weights went
+    non-finite) ranks last: no comparison with NaN is true, so it would otherwise rank first.
 
     >>> s = torch.tensor([[0.0, 0.9, 0.5, 0.7, 0.7]])
     >>> rank_of_targets(s, torch.tensor([3])).tolist()
     [1]
     >>> rank_of_targets(s, torch.tensor([3]), exclude=[np.array([1])]).tolist()
     [0]
+    >>> rank_of_targets(torch.full((1, 5), float("nan")), torch.tensor([3])).tolist()
+    [4]
     """
     scores = scores.float().clone()
     scores[:, 0] = float("-inf")
@@ -60,7 +63,8 @@ def rank_of_targets(
     above = (scores > target_scores).sum(1)
     index = torch.arange(scores.shape[1])[None, :]
     tied_before = ((scores == target_scores) & (index < targets[:, None])).sum(1)
-    return above + tied_before
+    last = torch.full_like(above, scores.shape[1] - 1)
+    return torch.where(torch.isnan(target_scores[:, 0]), last, above + tied_before)
 
 
 def evaluate_scorer(

@@ -17,6 +17,9 @@ Strategies, on identical events:
 
 Scored events: positive events whose item the user had not interacted with before (repeat actions on a
 seen item cannot be recommended, since seen items are excluded, and would score zero for everyone).
+Each strategy's figures are also split by the chosen item: ``new items`` (no event before the cut, so the
+model at the cut never trained on it: where a new item's row, and so online training, matters most) and
+``known items``.
 """
 
 from __future__ import annotations
@@ -70,10 +73,14 @@ class ReplayOptions:
 
 @dataclass
 class Outcome:
-    """One scored event: when it happened and the rank each strategy gave its item (k = missed)."""
+    """One scored event: when it happened and the rank each strategy gave its item (k = missed).
+
+    ``new_item``: the item had no event before the cut (the model at the cut never trained on it).
+    """
 
     ts: float
     ranks: dict[str, int]
+    new_item: bool = False
 
 
 def cut_time(events: Sequence[EventRecord], options: ReplayOptions) -> float:
@@ -100,17 +107,23 @@ def prequential(
     negative_types: frozenset[str],
     seen: dict[str, set[str]],
     progress: bool = False,
+    known_items: frozenset[str] | None = None,
 ) -> Iterator[Outcome]:
     """Score-then-learn over ``stream``; yields one :class:`Outcome` per scored event.
 
     ``ingest`` is the system taking the event (durable append + live state); ``seen`` holds what each
-    user had done before the stream starts and is updated as it goes.
+    user had done before the stream starts and is updated as it goes. ``known_items``: the items with
+    events before the stream (default: every item in ``seen``); outcomes on other items are ``new_item``.
     """
+    if known_items is None:
+        known_items = frozenset(item for items in seen.values() for item in items)
     for event in tqdm(stream, desc="replaying", unit="ev", disable=not progress):
         user_seen = seen.setdefault(event.user_id, set())
         if event.type not in negative_types and event.item_id not in user_seen:
             yield Outcome(
-                event.ts, {s.name: rank_in(s.recommend(event.user_id, k), event.item_id, k) for s in strategies}
+                event.ts,
+                {s.name: rank_in(s.recommend(event.user_id, k), event.item_id, k) for s in strategies},
+                new_item=event.item_id not in known_items,
             )
         user_seen.add(event.item_id)
         ingest(event)
@@ -119,11 +132,13 @@ def prequential(
 
 
 def summarize_outcomes(outcomes: list[Outcome], names: list[str], k: int, windows: int) -> dict[str, Any]:
-    """Overall and per-window (equal time spans) HR/NDCG/MRR@k per strategy."""
+    """Overall, per-window (equal time spans) and new- / known-item HR/NDCG/MRR@k per strategy."""
     result: dict[str, Any] = {}
     if not outcomes:
-        return {name: {"overall": summarize(np.zeros(0), [k]), "windows": []} for name in names}
+        empty = summarize(np.zeros(0), [k])
+        return {name: {"overall": empty, "windows": [], "new_items": empty, "known_items": empty} for name in names}
     ts = np.array([o.ts for o in outcomes])
+    new = np.array([o.new_item for o in outcomes])
     edges = np.linspace(ts[0], ts[-1], windows + 1)
     which = np.clip(np.searchsorted(edges, ts, side="right") - 1, 0, windows - 1)
     for name in names:
@@ -137,6 +152,8 @@ def summarize_outcomes(outcomes: list[Outcome], names: list[str], k: int, window
         result[name] = {
             "overall": summarize(ranks, [k]),
             "windows": per_window,
+            "new_items": summarize(ranks[new], [k]),
+            "known_items": summarize(ranks[~new], [k]),
             "cumulative_ndcg": cumulative[np.linspace(0, len(ranks) - 1, min(200, len(ranks))).astype(int)].tolist(),
         }
     return result
@@ -172,12 +189,22 @@ class ReplayReport:
             f"{self.events_before_cut:,} events before the cut, {self.events_replayed:,} replayed, "
             f"{self.events_scored:,} scored (new-to-user items); K = {k}",
             "",
-            f"| strategy | HR@{k} | NDCG@{k} | MRR@{k} |",
-            "|---|---:|---:|---:|",
+            f"| strategy | HR@{k} | NDCG@{k} | MRR@{k} | NDCG@{k}, new items | NDCG@{k}, known items |",
+            "|---|---:|---:|---:|---:|---:|",
         ]
         for name, res in self.strategies.items():
-            o = res["overall"]
-            lines.append(f"| {name} | {o[f'hr@{k}']:.4f} | {o[f'ndcg@{k}']:.4f} | {o[f'mrr@{k}']:.4f} |")
+            o, new, known = res["overall"], res["new_items"], res["known_items"]
+            lines.append(
+                f"| {name} | {o[f'hr@{k}']:.4f} | {o[f'ndcg@{k}']:.4f} | {o[f'mrr@{k}']:.4f} "
+                f"| {new[f'ndcg@{k}']:.4f} | {known[f'ndcg@{k}']:.4f} |"
+            )
+        first = next(iter(self.strategies.values()), None)
+        if first is not None:
+            lines.append("")
+            lines.append(
+                f"New items (no event before the cut): {first['new_items']['n']:,} of the "
+                f"{self.events_scored:,} scored events."
+            )
         online = self.details.get("live+online")
         if online:
             older = online["older_holdout_ndcg@10"]
@@ -278,7 +305,8 @@ def run_replay(
                 engine.append_records([EventRecord(0, e.user_id, e.item_id, e.type, e.ts, e.value, None, e.context)])
                 lags.append(time.perf_counter() - t0)
 
-            outcomes = list(prequential(after, strategies, ingest, options.k, negative, seen, progress))
+            known = frozenset(e.item_id for e in before)
+            outcomes = list(prequential(after, strategies, ingest, options.k, negative, seen, progress, known))
             details = {s.name: s.summary() for s in strategies if hasattr(s, "summary")}
         finally:
             engine.close()

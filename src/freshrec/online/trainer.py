@@ -4,7 +4,8 @@ One micro-batch, in order:
 
 1. read the events after the committed offset (up to ``online.micro_batch_events``, or up to
    ``online.catch_up_events`` while more than that are waiting);
-2. grow the item table for items the model has never seen (:mod:`freshrec.online.growth`);
+2. grow the item table for items the model has never seen, and rebuild the rows of items it has a row for
+   but never trained on (:mod:`freshrec.online.growth`);
 3. if a publish is due, judge the working model against the current version on these events, which
    neither has trained on (prequential), and on the fixed older holdout, where it must also clear the
    lineage's first version (the anchor); publish if the gate accepts; after repeated rejections for
@@ -48,7 +49,7 @@ from freshrec.model.train import make_optimizer, train_step
 from freshrec.online.buffer import ReservoirBuffer
 from freshrec.online.checkpoint import CheckpointStore, TrainerState
 from freshrec.online.gate import Anchor, Contender, GateDecision, GateLog, compare, holdout_ranks
-from freshrec.online.growth import ContentRows, grow, initial_rows
+from freshrec.online.growth import ContentRows, grow, initial_rows, reset_rows
 from freshrec.schema import EventRecord
 from freshrec.sequence import UserSequence
 
@@ -71,6 +72,7 @@ class BatchReport:
     decision: GateDecision | None = None
     published: str | None = None
     steps: int = 0  # optimisation steps taken (online.steps_per_batch while caught up, else 1)
+    rebuilt_rows: int = 0  # rows of never-trained catalogue items rebuilt on their first events
 
 
 #: Length quantiles at which a micro-batch's rows are cut into parts (pack_rows).
@@ -339,7 +341,7 @@ class OnlineTrainer:
     def process(self, events: list[EventRecord]) -> BatchReport:
         started = time.perf_counter()
         idx = self.catalog.internal_ids([e.item_id for e in events], create=True)
-        new_items = self._grow(events, idx)
+        new_items, rebuilt = self._grow(events, idx)
         decision, published = None, None
         if time.monotonic() - self._last_publish_attempt >= self.settings.publish_interval_s:
             decision, published = self._gate_and_publish(events, idx)
@@ -376,6 +378,7 @@ class OnlineTrainer:
             decision,
             published,
             steps,
+            rebuilt,
         )
 
     def _behind(self, offset: int) -> bool:
@@ -402,12 +405,20 @@ class OnlineTrainer:
                 extra_items.append(i)
                 extra_types.append(code.get(e.type, 0))
 
-    def _grow(self, events: list[EventRecord], idx: list[int]) -> int:
+    def _grow(self, events: list[EventRecord], idx: list[int]) -> tuple[int, int]:
+        """Give items first seen in this batch a row: append rows for items the model has none for, and
+        rebuild the rows of items it has one for that never trained (catalogue items without a single
+        event in the base version's training data: such a row only learned to lose, and serving scores
+        those items from their content until now). Both are built the same way (content, co-occurrence,
+        random; then calibrated). Returns (rows appended, rows rebuilt)."""
         idx_arr = np.asarray(idx, dtype=np.int64)
-        unknown = [int(i) for i in dict.fromkeys(idx_arr[self._rows(idx_arr) == 0].tolist())]
-        if not unknown:
-            return 0
-        wanted, negative = set(unknown), self.types.negative
+        rows = self._rows(idx_arr)
+        unknown = [int(i) for i in dict.fromkeys(idx_arr[rows == 0].tolist())]
+        seen_first = (i for e, i, r in zip(events, idx, rows, strict=True) if r and e.item_id in self.untrained)
+        stale = [int(i) for i in dict.fromkeys(seen_first)]
+        if not unknown and not stale:
+            return 0, 0
+        wanted, negative = set(unknown) | set(stale), self.types.negative
         owners, histories, history_types = [], [], []
         for _e, i, history, types in self._walk(events, idx, lambda e, i: i in wanted and e.type not in negative):
             readable = self._readable(history, types)
@@ -420,12 +431,24 @@ class OnlineTrainer:
             users = self._encode(histories, history_types)
             for i in set(owners):
                 contexts[i] = users[[j for j, o in enumerate(owners) if o == i]]
-        rows, how = initial_rows(self.model, unknown, contexts, self.content, users=self._user_sample())
-        grow(self.model, self.optimizer, rows)
-        self.item_ids.extend(self.catalog.external_id(i) for i in unknown)
-        self.row_map = self.row_map.extended(unknown)
-        log.info("grew the item table by %d rows (%s)", len(unknown), {k: how.count(k) for k in set(how)})
-        return len(unknown)
+        mode = self.settings.new_row_calibration
+        sample = self._user_sample() if mode != "none" else None
+        rates = None
+        if mode == "frequency":
+            chosen = [i for e, i in zip(events, idx, strict=True) if e.type not in negative]
+            counts = Counter(i for i in chosen if i in wanted)
+            rates = torch.tensor([counts[i] / max(len(chosen), 1) for i in unknown + stale])
+        built, how = initial_rows(self.model, unknown + stale, contexts, self.content, users=sample, rates=rates)
+        if stale:
+            reset_rows(self.model, self.optimizer, self._rows(np.asarray(stale, dtype=np.int64)), built[len(unknown) :])
+        if unknown:
+            grow(self.model, self.optimizer, built[: len(unknown)])
+            self.item_ids.extend(self.catalog.external_id(i) for i in unknown)
+            self.row_map = self.row_map.extended(unknown)
+        log.info(
+            "new rows for %d items, %d rebuilt (%s)", len(unknown), len(stale), {k: how.count(k) for k in set(how)}
+        )
+        return len(unknown), len(stale)
 
     def _encode(self, histories: list[np.ndarray], types: list[np.ndarray]) -> torch.Tensor:
         x, t, lengths = pad_histories(histories, types, self.max_len)
