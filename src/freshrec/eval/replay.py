@@ -305,8 +305,8 @@ def run_replay(
                 engine.append_records([EventRecord(0, e.user_id, e.item_id, e.type, e.ts, e.value, None, e.context)])
                 lags.append(time.perf_counter() - t0)
 
-            known = frozenset(e.item_id for e in before)
-            outcomes = list(prequential(after, strategies, ingest, options.k, negative, seen, progress, known))
+            # ``seen`` holds every pre-cut event, so it also tells prequential which items are known
+            outcomes = list(prequential(after, strategies, ingest, options.k, negative, seen, progress))
             details = {s.name: s.summary() for s in strategies if hasattr(s, "summary")}
         finally:
             engine.close()
