@@ -116,12 +116,13 @@ def calibrate_to_rates(
     if scale <= 1e-12 or not len(known):
         return rows
     known_scores = users @ known.T  # [U, N]
-    log_z = torch.logsumexp(known_scores, dim=1, keepdim=True)  # [U, 1]
-    base = users @ rows.T - log_z  # [U, M]: log-odds of the row against the known items, before the shift
+    row_scores = users @ rows.T  # [U, M]
+    # log-odds of each row against the known items, before the shift
+    base = row_scores - torch.logsumexp(known_scores, dim=1, keepdim=True)
     target = rates.clamp(1e-9, 1 - 1e-9)
     # bracket: the shifts that put the row's mean score at the least / the most likely known item's
     known_mean = known_scores.mean(0)
-    row_mean = (users @ rows.T).mean(0)
+    row_mean = row_scores.mean(0)
     lo = (known_mean.min() - row_mean) / scale
     hi = (known_mean.max() - row_mean) / scale
     for _ in range(iterations):

@@ -414,8 +414,11 @@ class OnlineTrainer:
         idx_arr = np.asarray(idx, dtype=np.int64)
         rows = self._rows(idx_arr)
         unknown = [int(i) for i in dict.fromkeys(idx_arr[rows == 0].tolist())]
-        seen_first = (i for e, i, r in zip(events, idx, rows, strict=True) if r and e.item_id in self.untrained)
-        stale = [int(i) for i in dict.fromkeys(seen_first)]
+        # never-trained items of this batch -> their existing row
+        stale_rows = {
+            int(i): int(r) for e, i, r in zip(events, idx, rows, strict=True) if r and e.item_id in self.untrained
+        }
+        stale = list(stale_rows)
         if not unknown and not stale:
             return 0, 0
         wanted, negative = set(unknown) | set(stale), self.types.negative
@@ -440,7 +443,7 @@ class OnlineTrainer:
             rates = torch.tensor([counts[i] / max(len(chosen), 1) for i in unknown + stale])
         built, how = initial_rows(self.model, unknown + stale, contexts, self.content, users=sample, rates=rates)
         if stale:
-            reset_rows(self.model, self.optimizer, self._rows(np.asarray(stale, dtype=np.int64)), built[len(unknown) :])
+            reset_rows(self.model, self.optimizer, list(stale_rows.values()), built[len(unknown) :])
         if unknown:
             grow(self.model, self.optimizer, built[: len(unknown)])
             self.item_ids.extend(self.catalog.external_id(i) for i in unknown)
