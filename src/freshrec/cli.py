@@ -327,6 +327,11 @@ def serve(
     from freshrec.serving.app import create_app
 
     settings = settings_from(ctx, serving={"host": host, "port": port}, online={"enabled": online})
+    if settings.serving.torch_threads:
+        import torch
+
+        # the serving process's own knob (train, evaluate and the trainer keep theirs)
+        torch.set_num_threads(settings.serving.torch_threads)
     trainer_proc = TrainerProcess(ctx.obj or {}) if settings.online.enabled else None
     console.print(
         f"freshrec serving on http://{settings.serving.host}:{settings.serving.port} "

@@ -166,7 +166,15 @@ class ServingSettings(BaseModel):
     trending_refresh_s: float = Field(
         1.0, ge=0, description="Seconds the trending ranking is reused before it is recomputed."
     )
-    torch_threads: int | None = Field(None, ge=1, description="Intra-op threads for inference (None: torch).")
+    # On 2 cores a second intra-op thread made a one-user forward pass slower (0.80 -> 1.13 ms at length 50)
+    # for twice the CPU, and 35x slower while another process held the other core: its threads wait for
+    # each other at every op. Requests run concurrently and are batched instead (docs/benchmarks.md, 5).
+    torch_threads: int | None = Field(
+        1,
+        ge=1,
+        description="Intra-op threads of the serving process (`freshrec serve`; null: torch's default, one per "
+        "core). One leaves the other cores to the HTTP stack, the micro-batcher and the online trainer.",
+    )
     model_poll_s: float = Field(
         2.0, ge=0, description="Seconds between checks for a new current model version (0: never)."
     )

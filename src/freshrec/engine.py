@@ -322,6 +322,7 @@ class Engine:
             last_offset=self.state.applied_offset,
             users=len(self.state),
             items=len(self.catalog),
+            torch_threads=torch.get_num_threads(),
         )
 
     def close(self) -> None:
@@ -335,8 +336,6 @@ def build_engine(settings: Settings, *, load_model: bool = True, progress: bool 
     """Open every store the settings name, rebuild live state from the log, load the current model."""
     storage = settings.storage
     storage.data_dir.mkdir(parents=True, exist_ok=True)
-    if settings.serving.torch_threads:
-        torch.set_num_threads(settings.serving.torch_threads)
     types = EventTypes(settings.events.types, settings.events.negative_types)
     engine = Engine(
         settings,

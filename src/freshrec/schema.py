@@ -245,6 +245,7 @@ class Health(BaseModel):
     last_offset: int = Field(description="Highest event-log offset folded into live state.")
     users: int
     items: int
+    torch_threads: int = Field(description="Intra-op threads of this process's model work (serving.torch_threads).")
 
 
 def format_validation_error(exc: Exception, prefix: str = "") -> str:

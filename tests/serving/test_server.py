@@ -55,3 +55,11 @@ def test_live_server_reflects_each_event_in_the_next_list(server_factory, traine
             after = client.get(f"/v1/users/{user}/recommendations", params={"k": 3}).json()
             assert chosen not in [i["item_id"] for i in after["items"]]
             assert client.get(f"/v1/users/{user}").json()["sequence"][-1]["item_id"] == chosen
+
+
+def test_serve_runs_its_model_work_on_serving_torch_threads(server_factory, tmp_path: Path) -> None:
+    # One intra-op thread by default: on a small machine a second one costs more than it gives (its
+    # threads wait on each other whenever the trainer or the HTTP stack holds the other core).
+    assert httpx.get(f"{server_factory(tmp_path / 'a').url}/health").json()["torch_threads"] == 1
+    two = server_factory(tmp_path / "b", env={"FRESHREC_SERVING__TORCH_THREADS": "2"})
+    assert httpx.get(f"{two.url}/health").json()["torch_threads"] == 2
