@@ -168,7 +168,7 @@ class ServingSettings(BaseModel):
     )
     # On 2 cores a second intra-op thread made a one-user forward pass slower (0.80 -> 1.13 ms at length 50)
     # for twice the CPU, and 35x slower while another process held the other core: its threads wait for
-    # each other at every op. Requests run concurrently and are batched instead (docs/benchmarks.md, 5).
+    # each other at every op. Requests run concurrently and are batched instead (docs/benchmarks.md, section 6).
     torch_threads: int | None = Field(
         1,
         ge=1,
