@@ -432,8 +432,10 @@ class OnlineTrainer:
         contexts: dict[int, torch.Tensor] = {}
         if owners:
             users = self._encode(histories, history_types)
-            for i in set(owners):
-                contexts[i] = users[[j for j, o in enumerate(owners) if o == i]]
+            chooser_rows: dict[int, list[int]] = {}
+            for j, i in enumerate(owners):
+                chooser_rows.setdefault(i, []).append(j)
+            contexts = {i: users[js] for i, js in chooser_rows.items()}
         mode = self.settings.new_row_calibration
         sample = self._user_sample() if mode != "none" else None
         rates = None
