@@ -133,6 +133,11 @@ class TrainSettings(BaseModel):
         description="With windows, each window also reads this many older entries as context (no targets), "
         "so targets early in a window are not predicted from a short history; must be below model.max_len.",
     )
+    exclude_seen: bool = Field(
+        False,
+        description="Score each training target only against items its sequence does not already hold "
+        "(the ranking serving and the filtered protocol make, seen items removed).",
+    )
     max_seconds: float | None = Field(None, gt=0, description="Stop training after this many seconds.")
     eval_batch_size: int = Field(512, ge=1, description="Users scored per batch during evaluation.")
 

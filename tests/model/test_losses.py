@@ -30,6 +30,36 @@ def test_full_softmax_in_chunks_equals_the_plain_cross_entropy(chunk: int | None
         assert torch.allclose(FullSoftmaxCE(chunk)(hidden, table, targets), plain, atol=1e-6)
 
 
+@pytest.mark.parametrize("chunk", [1, 3, None])
+def test_full_softmax_can_leave_each_sequences_seen_items_out(chunk: int | None) -> None:
+    torch.manual_seed(0)
+    width = 5
+    items = torch.tensor([[1, 2, 3, 4, 0], [5, 5, 6, 0, 0], [7, 8, 9, 10, 11]])  # inputs, 0 = padding
+    grid = torch.tensor([[2, 3, 4, 9, 0], [5, 6, 1, 0, 0], [8, 9, 10, 11, 3]])  # targets; row 2: repeats 5
+    flat = grid.reshape(-1)
+    positions = flat.nonzero().squeeze(1)
+    targets = flat[positions]
+    hidden = torch.randn(len(targets), 4, requires_grad=True)
+    table = torch.randn(13, 4, requires_grad=True)
+    value = FullSoftmaxCE(chunk, exclude_seen=True)(hidden, table, targets, (items, positions))
+    # reference: each target's own prefix (up to its position, padding aside) masked, the target kept
+    masked = torch.zeros(len(targets), 12, dtype=torch.bool)
+    for m, p in enumerate(positions.tolist()):
+        row, col = divmod(p, width)
+        for item in items[row, : col + 1].tolist():
+            if item and item != int(targets[m]):
+                masked[m, item - 1] = True
+    plain = F.cross_entropy((hidden @ table[1:].T).masked_fill(masked, float("-inf")), targets - 1)
+    assert torch.allclose(value, plain, atol=1e-6)
+    grads = torch.autograd.grad(value, [hidden, table])
+    for got, want in zip(grads, torch.autograd.grad(plain, [hidden, table]), strict=True):
+        assert torch.allclose(got, want, atol=1e-6)
+    # the repeated target (item 5 at row 1's first position) is still learnt; without the flag nothing is masked
+    assert float(grads[1][5].abs().sum()) > 0
+    unmasked = FullSoftmaxCE(chunk)(hidden, table, targets, (items, positions))
+    assert torch.allclose(unmasked, F.cross_entropy(hidden @ table[1:].T, targets - 1), atol=1e-6)
+
+
 def test_sampled_softmax_with_every_item_is_the_full_softmax() -> None:
     torch.manual_seed(0)
     table, hidden, targets = torch.randn(31, 8), torch.randn(20, 8), torch.randint(1, 31, (20,))

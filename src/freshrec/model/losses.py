@@ -21,14 +21,29 @@ from torch import nn
 
 
 class NextItemLoss(nn.Module):
-    """Base: ``forward(hidden [M, D], item_table [N + 1, D], targets [M]) -> scalar``; row 0 is padding."""
+    """Base: ``forward(hidden [M, D], item_table [N + 1, D], targets [M], seen) -> scalar``; row 0 is padding.
 
-    def forward(self, hidden: torch.Tensor, item_table: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    ``seen`` (optional) is ``(items [B, L], positions [M])``: the batch's inputs and each target's flat
+    position in them, so a loss can tell which items each target's sequence already holds.
+    """
+
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        item_table: torch.Tensor,
+        targets: torch.Tensor,
+        seen: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         raise NotImplementedError
 
 
 class FullSoftmaxCE(NextItemLoss):
     """Cross-entropy against every item; the padding row is never a candidate.
+
+    With ``exclude_seen=True`` (and ``seen`` given) each target is scored only against the items its
+    sequence does not already hold up to that position (the target itself always stays): the ranking
+    serving and the filtered evaluation protocol make, where seen items are removed before ranking. The
+    model then spends no capacity pushing already-consumed items down.
 
     Example
     -------
@@ -39,13 +54,21 @@ class FullSoftmaxCE(NextItemLoss):
     0.0001
     """
 
-    def __init__(self, chunk: int | None = None) -> None:
+    def __init__(self, chunk: int | None = None, exclude_seen: bool = False) -> None:
         super().__init__()
         self.chunk = chunk  # rows of logits at a time; None: as many as CHUNK_LOGITS allows
+        self.exclude_seen = exclude_seen
 
-    def forward(self, hidden: torch.Tensor, item_table: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        item_table: torch.Tensor,
+        targets: torch.Tensor,
+        seen: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         chunk = self.chunk or max(1, CHUNK_LOGITS // max(1, item_table.shape[0] - 1))
-        return _ChunkedSoftmaxCE.apply(hidden, item_table[1:], targets - 1, chunk)
+        items, positions = seen if self.exclude_seen and seen is not None else (None, None)
+        return _ChunkedSoftmaxCE.apply(hidden, item_table[1:], targets - 1, chunk, items, positions)
 
 
 #: Logits one chunk of :class:`FullSoftmaxCE` holds (~8 MB in fp32). Each chunk makes several elementwise
@@ -65,7 +88,15 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, hidden: torch.Tensor, table: torch.Tensor, targets: torch.Tensor, chunk: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx,
+        hidden: torch.Tensor,
+        table: torch.Tensor,
+        targets: torch.Tensor,
+        chunk: int,
+        items: torch.Tensor | None = None,
+        positions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         device = hidden.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
         need = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
@@ -78,6 +109,8 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
                 h, t = h_all[start : start + chunk], targets[start : start + chunk]
                 logits = (h @ tab.T).float()
                 picked = logits.gather(1, t.unsqueeze(1))
+                if items is not None:
+                    _mask_seen(logits, picked, t, items, positions[start : start + chunk])
                 peak = logits.amax(dim=1, keepdim=True)
                 # one exp pass serves the loss and the softmax (logsumexp and then softmax took two)
                 weights = logits.sub_(peak).exp_()  # in place: the logits are not needed again
@@ -99,7 +132,25 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         grad_h, grad_t = ctx.saved_tensors
         scale = grad_out / ctx.count
-        return (grad_h * scale).to(ctx.dtypes[0]), (grad_t * scale).to(ctx.dtypes[1]), None, None
+        return (grad_h * scale).to(ctx.dtypes[0]), (grad_t * scale).to(ctx.dtypes[1]), None, None, None, None
+
+
+def _mask_seen(
+    logits: torch.Tensor, picked: torch.Tensor, targets: torch.Tensor, items: torch.Tensor, positions: torch.Tensor
+) -> None:
+    """Set to -inf, in place, each row's logits of the items its sequence holds up to its position.
+
+    ``logits``: [C, N] (column = item index - 1); ``items``: [B, L] inputs; ``positions``: [C] flat
+    indices into B x L. The target's own logit is put back (a repeat consumption stays learnable).
+    """
+    width = items.shape[1]
+    rows, cols = positions // width, positions % width
+    history = items.index_select(0, rows)  # [C, L]
+    later = torch.arange(width, device=items.device).unsqueeze(0) > cols.unsqueeze(1)
+    # padding and entries after the position point at the target's column, which is restored below
+    index = torch.where(later | (history == 0), targets.unsqueeze(1), history - 1)
+    logits.scatter_(1, index, float("-inf"))
+    logits.scatter_(1, targets.unsqueeze(1), picked)
 
 
 class SampledSoftmaxCE(NextItemLoss):
@@ -130,7 +181,13 @@ class SampledSoftmaxCE(NextItemLoss):
         self.generator = generator
         self.full = FullSoftmaxCE()  # for catalogues no larger than the sample
 
-    def forward(self, hidden: torch.Tensor, item_table: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        hidden: torch.Tensor,
+        item_table: torch.Tensor,
+        targets: torch.Tensor,
+        seen: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         n = item_table.shape[0] - 1
         if self.negatives >= n:
             return self.full(hidden, item_table, targets)
@@ -142,14 +199,15 @@ class SampledSoftmaxCE(NextItemLoss):
         return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=logits.device))
 
 
-def make_loss(name: str, negatives: int = 512) -> NextItemLoss:
-    """The loss a setting names: ``"full_softmax"`` or ``"sampled_softmax"`` (with ``negatives``).
+def make_loss(name: str, negatives: int = 512, exclude_seen: bool = False) -> NextItemLoss:
+    """The loss a setting names: ``"full_softmax"`` (``exclude_seen`` applies to it) or
+    ``"sampled_softmax"`` (with ``negatives``).
 
     >>> make_loss("sampled_softmax", 64).negatives
     64
     """
     if name == "full_softmax":
-        return FullSoftmaxCE()
+        return FullSoftmaxCE(exclude_seen=exclude_seen)
     if name == "sampled_softmax":
         return SampledSoftmaxCE(negatives)
     raise ValueError(f"unknown loss {name!r}: full_softmax or sampled_softmax")

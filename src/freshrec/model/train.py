@@ -43,7 +43,7 @@ def forward_loss(
     """Loss at the given flat positions only. ``positions``/``targets``: [M] (computed outside so a
     compiled graph has no data-dependent shapes)."""
     picked = model(items, types, positions=positions)  # [M, D]
-    return loss(picked, model.item_emb.weight, targets)
+    return loss(picked, model.item_emb.weight, targets, (items, positions))
 
 
 def train_step(
@@ -155,7 +155,7 @@ class Trainer:
         self.device = resolve_device(settings.device)
         self.amp = amp_dtype(self.device, settings.precision)
         self.model = model.to(self.device)
-        self.loss = FullSoftmaxCE()
+        self.loss = FullSoftmaxCE(exclude_seen=settings.exclude_seen)
         self.optimizer = make_optimizer(model, settings.lr, settings.weight_decay)
         self.progress = progress
         self.compiled = False
