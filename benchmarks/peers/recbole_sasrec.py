@@ -248,20 +248,36 @@ def cpu_info() -> dict[str, Any]:
     return {"model": model, "logical_cores": os.cpu_count(), "usable_cores": usable}
 
 
-def _freshrec_row(dataset: str) -> dict[str, Any] | None:
-    """freshrec's own figures for the same files, from ``benchmarks/offline_quality.py``'s JSON."""
-    path = RESULTS / f"offline_{dataset}.json"
-    if not path.is_file():
+def _freshrec_row(dataset: str, paths: list[Path] | None = None) -> dict[str, Any] | None:
+    """freshrec's own figures for the same files, from ``benchmarks/offline_quality.py``'s JSON.
+
+    ``paths``: one or more such JSONs (default ``offline_<dataset>.json``); several (seeds of one setting)
+    give their mean, with each run's NDCG@10 kept in ``runs``.
+    """
+    paths = paths or [RESULTS / f"offline_{dataset}.json"]
+    found = [p for p in paths if p.is_file()]
+    if not found:
         return None
-    data = json.loads(path.read_text())
-    metrics, training = data["metrics"], data["training"]
+    runs = [json.loads(p.read_text()) for p in found]
+
+    def mean_of(key: str) -> dict[str, float]:
+        rows = [r["metrics"].get(key, {}) for r in runs]
+        return {k.replace("hr@", "hit@"): sum(r[k] for r in rows) / len(rows) for k in rows[0]} if rows[0] else {}
+
+    def where(p: Path) -> str:
+        return str(p.resolve().relative_to(REPO)) if p.resolve().is_relative_to(REPO) else str(p)
+
     return {
-        "source": str(path.relative_to(REPO)),
-        "filtered": {k.replace("hr@", "hit@"): v for k, v in metrics["model"].items()},
-        "unfiltered": {k.replace("hr@", "hit@"): v for k, v in metrics.get("model_unfiltered", {}).items()},
-        "train_seconds": training["seconds"],
-        "epochs": training["epochs"],
-        "max_len": data.get("settings", {}).get("model", {}).get("max_len"),
+        "source": ", ".join(where(p) for p in found),
+        "filtered": mean_of("model"),
+        "unfiltered": mean_of("model_unfiltered"),
+        "train_seconds": sum(r["training"]["seconds"] for r in runs) / len(runs),
+        "epochs": sum(r["training"]["epochs"] for r in runs) / len(runs),
+        "max_len": runs[0].get("settings", {}).get("model", {}).get("max_len"),
+        "runs": [
+            {"ndcg@10": r["metrics"]["model"]["ndcg@10"], "seed": r.get("settings", {}).get("train", {}).get("seed")}
+            for r in runs
+        ],
     }
 
 
@@ -276,9 +292,10 @@ def summary(result: dict[str, Any]) -> str:
     ]
     ours = result.get("freshrec")
     if ours:
+        label = f"freshrec (x{len(ours['runs'])})" if len(ours.get("runs", [])) > 1 else "freshrec"
         rows += [
-            ("freshrec", "filtered", ours["filtered"], ours["train_seconds"]),
-            ("freshrec", "unfiltered", ours["unfiltered"] or None, ours["train_seconds"]),
+            (label, "filtered", ours["filtered"], ours["train_seconds"]),
+            (label, "unfiltered", ours["unfiltered"] or None, ours["train_seconds"]),
         ]
     lines = [
         f"RecBole {result['versions']['recbole']} SASRec on {result['dataset']}"
@@ -298,7 +315,23 @@ def summary(result: dict[str, Any]) -> str:
         f" fit {sec['fit']:.0f} s = train {sec['train_epochs_total']:.0f} s + validation {sec['valid_total']:.0f} s"
     )
     if ours:
-        lines.append(f"  freshrec: {ours['epochs']} epochs, max length {ours['max_len']} (from {ours['source']})")
+        runs = ours.get("runs", [])
+        mean = " (mean of seeds " + ", ".join(str(r["seed"]) for r in runs) + ")" if len(runs) > 1 else ""
+        lines.append(
+            f"  freshrec{mean}: {ours['epochs']:.0f} epochs, max length {ours['max_len']} (from {ours['source']})"
+        )
+        if result.get("test_result_filtered") and ours["filtered"]:
+            ratio = ours["filtered"]["ndcg@10"] / result["test_result_filtered"]["ndcg@10"]
+            time_ratio = ours["train_seconds"] / sec["fit"]
+            lines.append(
+                f"  freshrec / RecBole: NDCG@10 {ratio:.2f}x filtered"
+                + (
+                    f", {ours['unfiltered']['ndcg@10'] / result['test_result']['ndcg@10']:.2f}x unfiltered"
+                    if ours["unfiltered"]
+                    else ""
+                )
+                + f"; training time {time_ratio:.2f}x"
+            )
     return "\n".join(lines)
 
 
@@ -335,6 +368,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"smoke test: {QUICK_EPOCHS} epochs, max length {QUICK_MAX_LEN} unless --max-len is given",
     )
     p.add_argument("--out", type=Path, help="result JSON (default: benchmarks/results/recbole_<dataset>.json)")
+    p.add_argument(
+        "--freshrec",
+        type=Path,
+        nargs="+",
+        help="freshrec's offline_quality JSON(s) for its row (several: their mean; default offline_<dataset>.json)",
+    )
+    p.add_argument(
+        "--table",
+        type=Path,
+        metavar="RESULT_JSON",
+        help="print the table for an earlier RecBole result (with --freshrec's rows) and exit; trains nothing",
+    )
     args = p.parse_args(argv)
     if args.quick:
         args.epochs = QUICK_EPOCHS
@@ -353,6 +398,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Prepare data and venv, run RecBole in a subprocess, write and print the result."""
     args = parse_args(argv)
+    if args.table:
+        if not args.table.is_file():
+            print(f"--table: {args.table} not found", file=sys.stderr)
+            return 2
+        result = json.loads(args.table.read_text())
+        if args.freshrec:
+            result["freshrec"] = _freshrec_row(args.dataset, args.freshrec)
+        print(summary(result))
+        return 0
     ensure_venv()
 
     work = WORK / args.dataset
@@ -406,7 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         "requirements": list(REQUIREMENTS),
         "config": spec["config"],
         **json.loads(inner_out.read_text()),
-        "freshrec": _freshrec_row(args.dataset),
+        "freshrec": _freshrec_row(args.dataset, args.freshrec),
         "subprocess_wall_seconds": wall,
         "protocol_notes": [
             "test_result: full ranking WITHOUT removing items already in the user's history (RecBole's"
