@@ -136,7 +136,9 @@ class TrainSettings(BaseModel):
     exclude_seen: bool = Field(
         False,
         description="Score each training target only against items its sequence does not already hold "
-        "(the ranking serving and the filtered protocol make, seen items removed).",
+        "(the ranking serving and the filtered protocol make, seen items removed); full softmax only. "
+        "Raised filtered NDCG@10 on MovieLens, lowered the generated shop's; leave off where requests "
+        "use exclude_seen=false.",
     )
     max_seconds: float | None = Field(None, gt=0, description="Stop training after this many seconds.")
     eval_batch_size: int = Field(512, ge=1, description="Users scored per batch during evaluation.")
