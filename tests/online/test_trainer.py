@@ -441,6 +441,30 @@ def test_micro_batch_trains_new_entries_and_short_replay_spans(trained: TrainedS
         engine.close()
 
 
+def test_fine_tuning_keeps_the_exclude_seen_objective(trained: TrainedStore, tmp_path: Path) -> None:
+    settings = make_settings(trained.copy_to(tmp_path / "data"), online=ONLINE, train={"exclude_seen": True})
+    engine = build_engine(settings)
+    try:
+        trainer = OnlineTrainer(engine)
+        assert isinstance(trainer.loss, FullSoftmaxCE) and trainer.loss.exclude_seen
+        older = [u for u, s in trainer.sequences.items() if len(s.item_array()) > 20][:4]
+        parts = trainer._batch({older[0]: 3}, older[1:])
+        assert parts is not None
+        part = parts[0]
+        flat = part.targets.reshape(-1)
+        positions = flat.nonzero().squeeze(1)
+        targets = flat.index_select(0, positions)
+        with torch.no_grad():
+            hidden = trainer.model(part.items, part.types, positions=positions)
+            table = trainer.model.item_emb.weight
+            masked = trainer.loss(hidden, table, targets, (part.items, positions))
+            plain = FullSoftmaxCE()(hidden, table, targets, (part.items, positions))
+        # the micro-batch's rows hold their context, so the seen items leave every target's softmax
+        assert float(masked) < float(plain)
+    finally:
+        engine.close()
+
+
 def test_packed_parts_make_the_same_step_as_one_padded_batch() -> None:
     rng = np.random.default_rng(0)
     rows = [rng.integers(1, 30, size=n) for n in (3, 4, 4, 5, 9, 17, 31)]
