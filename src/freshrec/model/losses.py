@@ -19,20 +19,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: ``(items [B, L], positions [M])``: a batch's inputs and each target's flat position in them.
+Seen = tuple[torch.Tensor, torch.Tensor] | None
+
 
 class NextItemLoss(nn.Module):
     """Base: ``forward(hidden [M, D], item_table [N + 1, D], targets [M], seen) -> scalar``; row 0 is padding.
 
-    ``seen`` (optional) is ``(items [B, L], positions [M])``: the batch's inputs and each target's flat
-    position in them, so a loss can tell which items each target's sequence already holds.
+    ``seen`` (optional, :data:`Seen`) lets a loss tell which items each target's sequence already holds.
     """
 
     def forward(
-        self,
-        hidden: torch.Tensor,
-        item_table: torch.Tensor,
-        targets: torch.Tensor,
-        seen: tuple[torch.Tensor, torch.Tensor] | None = None,
+        self, hidden: torch.Tensor, item_table: torch.Tensor, targets: torch.Tensor, seen: Seen = None
     ) -> torch.Tensor:
         raise NotImplementedError
 
@@ -60,11 +58,7 @@ class FullSoftmaxCE(NextItemLoss):
         self.exclude_seen = exclude_seen
 
     def forward(
-        self,
-        hidden: torch.Tensor,
-        item_table: torch.Tensor,
-        targets: torch.Tensor,
-        seen: tuple[torch.Tensor, torch.Tensor] | None = None,
+        self, hidden: torch.Tensor, item_table: torch.Tensor, targets: torch.Tensor, seen: Seen = None
     ) -> torch.Tensor:
         chunk = self.chunk or max(1, CHUNK_LOGITS // max(1, item_table.shape[0] - 1))
         items, positions = seen if self.exclude_seen and seen is not None else (None, None)
@@ -182,11 +176,7 @@ class SampledSoftmaxCE(NextItemLoss):
         self.full = FullSoftmaxCE()  # for catalogues no larger than the sample
 
     def forward(
-        self,
-        hidden: torch.Tensor,
-        item_table: torch.Tensor,
-        targets: torch.Tensor,
-        seen: tuple[torch.Tensor, torch.Tensor] | None = None,
+        self, hidden: torch.Tensor, item_table: torch.Tensor, targets: torch.Tensor, seen: Seen = None
     ) -> torch.Tensor:
         n = item_table.shape[0] - 1
         if self.negatives >= n:
