@@ -88,3 +88,29 @@ def test_item_table_gets_its_own_learning_rate() -> None:
     others = [p for g in scaled.param_groups if g is not items for p in g["params"]]
     assert len(others) + 1 == len(list(model.parameters()))
     assert all(g["lr"] == pytest.approx(1e-3) for g in scaled.param_groups if g is not items)
+
+
+@pytest.mark.parametrize("exclude_seen", [False, True])
+def test_compiled_step_does_not_recompile_when_batch_shapes_change(exclude_seen: bool) -> None:
+    """Every length-bucketed batch has its own shape; a compiled step that recompiled for each one (the
+    chunked loss's Python loop once made dynamo guard on the number of targets) would spend minutes
+    compiling instead of training."""
+    from torch._dynamo.testing import CompileCounter
+
+    from freshrec.model.losses import FullSoftmaxCE
+    from freshrec.model.train import forward_loss
+
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(num_items=300, dim=16, heads=1, layers=1, max_len=40))
+    loss = FullSoftmaxCE(chunk=7, exclude_seen=exclude_seen)
+    counter = CompileCounter()
+    step = torch.compile(forward_loss, dynamic=True, backend=counter)
+    frames = []
+    for batch, length in [(4, 10), (5, 13), (6, 17), (3, 21), (7, 9)]:
+        items = torch.randint(1, 301, (batch, length))
+        positions = torch.arange(batch * length - batch)
+        targets = torch.randint(1, 301, (len(positions),))
+        step(model, loss, items, torch.ones_like(items), targets, positions).backward()
+        frames.append(counter.frame_count)
+    assert frames[0] > 0
+    assert frames[-1] == frames[0]

@@ -62,7 +62,22 @@ class FullSoftmaxCE(NextItemLoss):
     ) -> torch.Tensor:
         chunk = self.chunk or max(1, CHUNK_LOGITS // max(1, item_table.shape[0] - 1))
         items, positions = seen if self.exclude_seen and seen is not None else (None, None)
-        return _ChunkedSoftmaxCE.apply(hidden, item_table[1:], targets - 1, chunk, items, positions)
+        return _chunked_softmax_ce(hidden, item_table[1:], targets - 1, chunk, items, positions)
+
+
+# Kept out of torch.compile: its Python loop runs once per chunk, so a compiled graph would guard on the
+# number of targets and recompile for every batch shape (each taking ~50 s on one core, until dynamo
+# gives up after eight); eager, it is already a few large matrix products per chunk.
+@torch.compiler.disable
+def _chunked_softmax_ce(
+    hidden: torch.Tensor,
+    table: torch.Tensor,
+    targets: torch.Tensor,
+    chunk: int,
+    items: torch.Tensor | None,
+    positions: torch.Tensor | None,
+) -> torch.Tensor:
+    return _ChunkedSoftmaxCE.apply(hidden, table, targets, chunk, items, positions)
 
 
 #: Logits one chunk of :class:`FullSoftmaxCE` holds (~8 MB in fp32). Each chunk makes several elementwise
