@@ -11,6 +11,8 @@ Variants (same model: d=64, 2 layers, 2 heads, max_len 200, full softmax over th
 * ``fast-fp32-eager``: freshrec's step (length buckets, logits only where there is a target), fp32, eager.
 * ``fast-eager``: the same with bf16 autocast.
 * ``fast``: the same with bf16 and ``torch.compile`` (freshrec's default for datasets this size).
+* ``fast-fp32``: compiled, fp32: what ``precision = "auto"`` gives on a CPU without native bf16, where
+  bf16 autocast is emulated and slower than fp32.
 
 Every variant trains on the same sequences: one window of the newest 200 per user (``windows=False``),
 so positions per epoch are identical; ``--windows`` uses freshrec's default of every interaction.
@@ -116,8 +118,8 @@ def run_variant(variant: str, split: Any, num_items: int, epochs: int, windows: 
             times.append(seconds)
         evaluator = Trainer(model, TrainSettings(device="cpu", precision="fp32", compile="off"), progress=False)
     else:
-        precision = "fp32" if variant == "fast-fp32-eager" else "bf16"
-        compile_ = "on" if variant == "fast" else "off"
+        precision = "fp32" if variant.startswith("fast-fp32") else "bf16"
+        compile_ = "on" if variant in ("fast", "fast-fp32") else "off"
         settings = TrainSettings(
             epochs=1, patience=1, device="cpu", precision=precision, compile=compile_, windows=windows, seed=seed
         )

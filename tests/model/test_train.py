@@ -114,3 +114,13 @@ def test_compiled_step_does_not_recompile_when_batch_shapes_change(exclude_seen:
         frames.append(counter.frame_count)
     assert frames[0] > 0
     assert frames[-1] == frames[0]
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("auto", False), ("on", True), ("off", False)])
+def test_compile_auto_leaves_fp32_cpu_training_eager(mode: str, expected: bool) -> None:
+    data = cyclic_data(n_users=10)
+    model = SASRec(SASRecConfig(num_items=data.num_items, dim=16, heads=2, layers=1, max_len=16))
+    settings = TrainSettings(device="cpu", precision="fp32", compile=mode, compile_min_positions=0)
+    trainer = Trainer(model, settings, progress=False)
+    trainer.prepare(data.items, data.types)
+    assert trainer.compiled is expected
