@@ -65,21 +65,6 @@ class FullSoftmaxCE(NextItemLoss):
         return _chunked_softmax_ce(hidden, item_table[1:], targets - 1, chunk, items, positions)
 
 
-# Kept out of torch.compile: its Python loop runs once per chunk, so a compiled graph would guard on the
-# number of targets and recompile for every batch shape (each taking ~50 s on one core, until dynamo
-# gives up after eight); eager, it is already a few large matrix products per chunk.
-@torch.compiler.disable
-def _chunked_softmax_ce(
-    hidden: torch.Tensor,
-    table: torch.Tensor,
-    targets: torch.Tensor,
-    chunk: int,
-    items: torch.Tensor | None,
-    positions: torch.Tensor | None,
-) -> torch.Tensor:
-    return _ChunkedSoftmaxCE.apply(hidden, table, targets, chunk, items, positions)
-
-
 #: Logits one chunk of :class:`FullSoftmaxCE` holds (~8 MB in fp32). Each chunk makes several elementwise
 #: passes over its logits; chunks this size kept those passes in cache: at 3.4K items a step's loss took
 #: ~17% less time than with 1,024-row chunks on 2 cores, at 9.7K items ~20% less (docs/benchmarks.md, 6).
@@ -142,6 +127,12 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
         grad_h, grad_t = ctx.saved_tensors
         scale = grad_out / ctx.count
         return (grad_h * scale).to(ctx.dtypes[0]), (grad_t * scale).to(ctx.dtypes[1]), None, None, None, None
+
+
+# Kept out of torch.compile: the Python loop over chunks would make a compiled graph guard on the number of
+# targets and recompile for every batch shape (~50 s each on one core, until dynamo gives up after eight);
+# eager, it is already a few large matrix products per chunk.
+_chunked_softmax_ce = torch.compiler.disable(_ChunkedSoftmaxCE.apply)
 
 
 def _mask_seen(
