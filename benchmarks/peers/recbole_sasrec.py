@@ -322,15 +322,14 @@ def summary(result: dict[str, Any]) -> str:
         )
         if result.get("test_result_filtered") and ours["filtered"]:
             ratio = ours["filtered"]["ndcg@10"] / result["test_result_filtered"]["ndcg@10"]
+            unfiltered = (
+                f", {ours['unfiltered']['ndcg@10'] / result['test_result']['ndcg@10']:.2f}x unfiltered"
+                if ours["unfiltered"]
+                else ""
+            )
             time_ratio = ours["train_seconds"] / sec["fit"]
             lines.append(
-                f"  freshrec / RecBole: NDCG@10 {ratio:.2f}x filtered"
-                + (
-                    f", {ours['unfiltered']['ndcg@10'] / result['test_result']['ndcg@10']:.2f}x unfiltered"
-                    if ours["unfiltered"]
-                    else ""
-                )
-                + f"; training time {time_ratio:.2f}x"
+                f"  freshrec / RecBole: NDCG@10 {ratio:.2f}x filtered{unfiltered}; training time {time_ratio:.2f}x"
             )
     return "\n".join(lines)
 
