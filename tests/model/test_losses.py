@@ -10,15 +10,16 @@ from freshrec.model import losses
 from freshrec.model.losses import FullSoftmaxCE, SampledSoftmaxCE
 
 
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("chunk", [1, 7, 1024, None])
-def test_full_softmax_in_chunks_equals_the_plain_cross_entropy(chunk: int | None, monkeypatch) -> None:
+def test_full_softmax_in_chunks_equals_the_plain_cross_entropy(chunk: int | None, fused: bool, monkeypatch) -> None:
     # None: rows per chunk from the logits budget, here 100 // 40 items = 2 rows
     monkeypatch.setattr(losses, "CHUNK_LOGITS", 100)
     torch.manual_seed(0)
     table = torch.randn(41, 8, requires_grad=True)
     hidden = torch.randn(23, 8, requires_grad=True)
     targets = torch.randint(1, 41, (23,))
-    value = FullSoftmaxCE(chunk)(hidden, table, targets)
+    value = FullSoftmaxCE(chunk, fused=fused)(hidden, table, targets)
     grads = torch.autograd.grad(value * 3.0, [hidden, table])
     plain = F.cross_entropy(hidden @ table[1:].T, targets - 1)
     plain_grads = torch.autograd.grad(plain * 3.0, [hidden, table])
@@ -28,6 +29,21 @@ def test_full_softmax_in_chunks_equals_the_plain_cross_entropy(chunk: int | None
     assert float(grads[1][0].abs().sum()) == 0.0  # the padding row is never a candidate
     with torch.no_grad():
         assert torch.allclose(FullSoftmaxCE(chunk)(hidden, table, targets), plain, atol=1e-6)
+
+
+def test_fused_chunk_kernel_compiles_once_for_every_chunk_height() -> None:
+    """The last chunk of each batch is shorter than the others; a kernel recompiled per height would
+    spend the training run compiling."""
+    from torch._dynamo.utils import counters
+
+    torch.manual_seed(0)
+    table = torch.randn(51, 8, requires_grad=True)
+    graphs = []
+    for rows in (9, 14, 23, 30):  # chunk 5: last chunks of 4, 4, 3 and 5 rows
+        hidden = torch.randn(rows, 8, requires_grad=True)
+        FullSoftmaxCE(chunk=5, fused=True)(hidden, table, torch.randint(1, 51, (rows,))).backward()
+        graphs.append(counters["stats"]["unique_graphs"])
+    assert graphs[-1] == graphs[0]
 
 
 @pytest.mark.parametrize("chunk", [1, 3, None])

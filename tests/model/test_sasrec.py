@@ -97,6 +97,40 @@ def test_hidden_at_chosen_positions_equals_the_full_forward_and_its_gradients() 
     assert torch.allclose(model.encode(items, lengths, types), newest, atol=1e-6)
 
 
+def kernels_in_training_step(model: SASRec, items: torch.Tensor) -> set[str]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        model(items).sum().backward()
+    return {event.key for event in prof.key_averages()}
+
+
+def test_attention_dropout_is_off_by_default_so_training_uses_the_fused_attention_kernel() -> None:
+    items = torch.randint(1, 31, (4, 10))
+    default = SASRec(SASRecConfig(num_items=30, dim=16, heads=2, layers=2, max_len=10, dropout=0.3)).train()
+    kernels = kernels_in_training_step(default, items)
+    assert default.config.attention_dropout == 0.0
+    assert any("flash_attention" in k for k in kernels) and "aten::bernoulli_" not in kernels
+    # a rate on the attention weights turns dropout on inside attention, and with it the unfused kernel
+    weights = SASRec(SASRecConfig(num_items=30, dim=16, heads=2, layers=2, max_len=10, attention_dropout=0.3))
+    kernels = kernels_in_training_step(weights.train(), items)
+    assert not any("flash_attention" in k for k in kernels)
+    weights.set_dropout(0.0)
+    assert torch.equal(weights(items), weights(items))
+
+
+def test_settings_reach_the_model_config() -> None:
+    from freshrec.config import load_settings
+    from freshrec.model.pipeline import model_config
+
+    settings = load_settings(model={"dropout": 0.4, "attention_dropout": 0.1})
+    config = model_config(settings, num_items=10, num_types=2)
+    assert (config.dropout, config.attention_dropout) == (0.4, 0.1)
+    # a version published before the setting existed has no such key in its metadata
+    older = {k: v for k, v in config.to_dict().items() if k != "attention_dropout"}
+    assert SASRecConfig(**older).attention_dropout == 0.0
+
+
 def test_set_dropout_changes_every_rate_but_not_the_config() -> None:
     torch.manual_seed(0)
     model = SASRec(SASRecConfig(num_items=30, dim=16, heads=2, layers=2, max_len=10, dropout=0.3)).train()

@@ -123,4 +123,4 @@ def test_compile_auto_leaves_fp32_cpu_training_eager(mode: str, expected: bool) 
     settings = TrainSettings(device="cpu", precision="fp32", compile=mode, compile_min_positions=0)
     trainer = Trainer(model, settings, progress=False)
     trainer.prepare(data.items, data.types)
-    assert trainer.compiled is expected
+    assert trainer.compiled is expected and trainer.loss.fused is expected

@@ -13,6 +13,7 @@ section 6).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -52,17 +53,20 @@ class FullSoftmaxCE(NextItemLoss):
     0.0001
     """
 
-    def __init__(self, chunk: int | None = None, exclude_seen: bool = False) -> None:
+    def __init__(self, chunk: int | None = None, exclude_seen: bool = False, fused: bool = False) -> None:
         super().__init__()
         self.chunk = chunk  # rows of logits at a time; None: as many as CHUNK_LOGITS allows
         self.exclude_seen = exclude_seen
+        # each chunk's softmax and gradient as one compiled kernel (see _softmax_grad); the trainer turns
+        # this on when it compiles the step, since it too needs a compiler toolchain and a compile
+        self.fused = fused
 
     def forward(
         self, hidden: torch.Tensor, item_table: torch.Tensor, targets: torch.Tensor, seen: Seen = None
     ) -> torch.Tensor:
         chunk = self.chunk or max(1, CHUNK_LOGITS // max(1, item_table.shape[0] - 1))
         items, positions = seen if self.exclude_seen and seen is not None else (None, None)
-        return _chunked_softmax_ce(hidden, item_table[1:], targets - 1, chunk, items, positions)
+        return _chunked_softmax_ce(hidden, item_table[1:], targets - 1, chunk, items, positions, self.fused)
 
 
 #: Logits one chunk of :class:`FullSoftmaxCE` holds (~8 MB in fp32). Each chunk makes several elementwise
@@ -90,6 +94,7 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
         chunk: int,
         items: torch.Tensor | None = None,
         positions: torch.Tensor | None = None,
+        fused: bool = False,
     ) -> torch.Tensor:
         device = hidden.device.type
         dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else torch.float32
@@ -101,6 +106,12 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
             total = torch.zeros((), dtype=torch.float32, device=hidden.device)
             for start in range(0, hidden.shape[0], chunk):
                 h, t = h_all[start : start + chunk], targets[start : start + chunk]
+                if fused and need and items is None:
+                    value, probs = _compiled_softmax_grad()(h @ tab.T, t, dtype)
+                    total += value
+                    grad_h[start : start + chunk] = (probs @ tab).float()
+                    grad_t += (probs.T @ h).float()
+                    continue
                 logits = (h @ tab.T).float()
                 picked = logits.gather(1, t.unsqueeze(1))
                 if items is not None:
@@ -126,13 +137,35 @@ class _ChunkedSoftmaxCE(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         grad_h, grad_t = ctx.saved_tensors
         scale = grad_out / ctx.count
-        return (grad_h * scale).to(ctx.dtypes[0]), (grad_t * scale).to(ctx.dtypes[1]), None, None, None, None
+        return (grad_h * scale).to(ctx.dtypes[0]), (grad_t * scale).to(ctx.dtypes[1]), None, None, None, None, None
 
 
 # Kept out of torch.compile: the Python loop over chunks would make a compiled graph guard on the number of
 # targets and recompile for every batch shape (~50 s each on one core, until dynamo gives up after eight);
 # eager, it is already a few large matrix products per chunk.
 _chunked_softmax_ce = torch.compiler.disable(_ChunkedSoftmaxCE.apply)
+
+
+def _softmax_grad(logits: torch.Tensor, targets: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """One chunk's summed loss and gradient (softmax minus one-hot, in ``dtype``): [C, N] -> ([], [C, N]).
+
+    The same arithmetic as the eager loop in :class:`_ChunkedSoftmaxCE`, written out of place so that
+    compiled it becomes a few passes over the chunk instead of eight (a float copy, max, subtract, exp,
+    sum, divide, the one-hot subtraction, the cast): ~2x faster per chunk at 3.4K items.
+    """
+    x = logits.float()
+    picked = x.gather(1, targets.unsqueeze(1))
+    peak = x.amax(dim=1, keepdim=True)
+    weights = (x - peak).exp()
+    norm = weights.sum(dim=1, keepdim=True)
+    onehot = torch.arange(x.shape[1], device=x.device).unsqueeze(0) == targets.unsqueeze(1)
+    return (norm.log() + peak - picked).sum(), (weights / norm - onehot.to(weights.dtype)).to(dtype)
+
+
+@functools.cache
+def _compiled_softmax_grad():
+    # dynamic: one kernel serves every chunk height (the last chunk of each batch is shorter)
+    return torch.compile(_softmax_grad, dynamic=True)
 
 
 def _mask_seen(

@@ -46,6 +46,7 @@ def model_config(settings: Settings, num_items: int, num_types: int) -> SASRecCo
         heads=m.heads,
         layers=m.layers,
         dropout=m.dropout,
+        attention_dropout=m.attention_dropout,
         max_len=m.max_len,
         ffn_mult=m.ffn_mult,
         num_types=num_types if m.use_event_types else 0,

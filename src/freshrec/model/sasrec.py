@@ -18,6 +18,9 @@ How this implementation deviates from the paper, and why:
 * **Cheaper dropout on CPU** (:class:`Dropout`): one 64-bit random draw masks eight elements, with the
   rate rounded to 1/256. ``torch.dropout`` draws a random number per element, and on these CPUs that
   made dropout ~28% of a training step (profiled in the online trainer); CUDA keeps ``F.dropout``.
+* **No dropout on the attention weights** by default (``attention_dropout``): on CPU any rate makes
+  PyTorch replace its fused attention kernel with one that materialises and masks every weight matrix
+  (~30% of a training step); the quality was the same without it (docs/benchmarks.md, sections 2-3).
 * **Tied output embeddings:** the score of item ``i`` is the dot product of the last hidden state with
   the item's input embedding, so ``item_vectors()`` is both the input table and the retrieval index.
 """
@@ -48,6 +51,10 @@ class SASRecConfig:
         Attention heads per block and number of blocks.
     dropout
         Dropout on embeddings, attention and feed-forward outputs.
+    attention_dropout
+        Dropout on the attention weights themselves (the original SASRec's). Off by default: on CPU any
+        rate makes PyTorch fall back from its fused attention kernel to one that materialises and masks
+        every [L, L] weight matrix, ~30% of a training step, for no measured gain (docs/benchmarks.md, 3).
     max_len
         Longest sequence L the model reads; older items are cut off.
     ffn_mult
@@ -64,6 +71,7 @@ class SASRecConfig:
     max_len: int = 200
     ffn_mult: int = 4
     num_types: int = 0
+    attention_dropout: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -135,10 +143,10 @@ class CausalSelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float, ffn_mult: int) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float, ffn_mult: int, attention_dropout: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = CausalSelfAttention(dim, heads, dropout)
+        self.attn = CausalSelfAttention(dim, heads, attention_dropout)
         self.norm2 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(
             nn.Linear(dim, ffn_mult * dim), nn.GELU(), Dropout(dropout), nn.Linear(ffn_mult * dim, dim)
@@ -183,7 +191,8 @@ class SASRec(nn.Module):
         self.type_emb = nn.Embedding(config.num_types + 1, d, padding_idx=0) if config.num_types else None
         self.emb_drop = Dropout(config.dropout)
         self.blocks = nn.ModuleList(
-            Block(d, config.heads, config.dropout, config.ffn_mult) for _ in range(config.layers)
+            Block(d, config.heads, config.dropout, config.ffn_mult, config.attention_dropout)
+            for _ in range(config.layers)
         )
         self.final_norm = nn.LayerNorm(d)
         self.reset_parameters()

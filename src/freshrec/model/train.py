@@ -1,10 +1,12 @@
 """Training: :func:`train_step` (the one step offline and online training share) and :class:`Trainer.fit`.
 
-Speed on CPU comes from four choices, each measured in docs/benchmarks.md: length-bucketed batches
+Speed on CPU comes from these choices, each measured in docs/benchmarks.md: length-bucketed batches
 trimmed to their longest sequence (little padding), logits only at positions that have a target (the
-[M, N] matrix never includes padding), bf16 autocast where the CPU runs it natively, and
-``torch.compile`` of the transformer (the chunked loss stays eager) for datasets big enough to repay the
-compile time, on CUDA or under bf16 (on an fp32 CPU the compiled step measured slower than eager).
+[M, N] matrix never includes padding), the fused attention kernel (no dropout on attention weights, see
+:class:`~freshrec.model.sasrec.SASRecConfig`), bf16 autocast where the CPU runs it natively, and
+``torch.compile`` of the transformer and of the loss's per-chunk softmax (its loop over chunks stays eager)
+for datasets big enough to repay the compile time, on CUDA or under bf16 (on an fp32 CPU the compiled step
+measured slower than eager).
 """
 
 from __future__ import annotations
@@ -175,6 +177,7 @@ class Trainer:
             return
         try:
             self._step_fn = torch.compile(forward_loss, dynamic=True)  # type: ignore[assignment]
+            self.loss.fused = True
             self.compiled = True
         except Exception as exc:  # a missing compiler toolchain must not stop training
             log.warning("torch.compile unavailable (%s); training eagerly", exc)
