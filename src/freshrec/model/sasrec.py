@@ -52,9 +52,8 @@ class SASRecConfig:
     dropout
         Dropout on embeddings, attention and feed-forward outputs.
     attention_dropout
-        Dropout on the attention weights themselves (the original SASRec's). Off by default: on CPU any
-        rate makes PyTorch fall back from its fused attention kernel to one that materialises and masks
-        every [L, L] weight matrix, ~30% of a training step, for no measured gain (docs/benchmarks.md, 3).
+        Dropout on the attention weights themselves (the original SASRec's); off by default, see the
+        module docstring.
     max_len
         Longest sequence L the model reads; older items are cut off.
     ffn_mult
