@@ -105,6 +105,15 @@ class ModelSettings(BaseModel):
     max_len: int = Field(200, ge=2, description="Longest sequence the model reads.")
     ffn_mult: int = Field(4, ge=1, description="Feed-forward width as a multiple of dim.")
     use_event_types: bool = Field(True, description="Add an event-type embedding to each position.")
+    towers: int = Field(
+        1,
+        ge=1,
+        le=16,
+        description="Independent transformers trained side by side, each with its own loss; the user and item "
+        "vectors are their concatenations (dim x towers wide), so a score is the sum of the towers' scores: "
+        "an ensemble served through one index. Each tower costs as much to train and serve as the whole "
+        "model does with 1.",
+    )
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> ModelSettings:

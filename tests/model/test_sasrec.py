@@ -123,12 +123,12 @@ def test_settings_reach_the_model_config() -> None:
     from freshrec.config import load_settings
     from freshrec.model.pipeline import model_config
 
-    settings = load_settings(model={"dropout": 0.4, "attention_dropout": 0.1})
+    settings = load_settings(model={"dropout": 0.4, "attention_dropout": 0.1, "towers": 3})
     config = model_config(settings, num_items=10, num_types=2)
-    assert (config.dropout, config.attention_dropout) == (0.4, 0.1)
+    assert (config.dropout, config.attention_dropout, config.towers, config.width) == (0.4, 0.1, 3, 192)
     # a version published before the setting existed has no such key in its metadata
-    older = {k: v for k, v in config.to_dict().items() if k != "attention_dropout"}
-    assert SASRecConfig(**older).attention_dropout == 0.0
+    older = {k: v for k, v in config.to_dict().items() if k not in ("attention_dropout", "towers")}
+    assert (SASRecConfig(**older).attention_dropout, SASRecConfig(**older).towers) == (0.0, 1)
 
 
 def test_set_dropout_changes_every_rate_but_not_the_config() -> None:
@@ -140,3 +140,38 @@ def test_set_dropout_changes_every_rate_but_not_the_config() -> None:
     assert torch.equal(model(items), model(items)) and model.config.dropout == 0.3
     with pytest.raises(ValueError):
         model.set_dropout(1.0)
+
+
+def tower_of(model: SASRec, j: int) -> SASRec:
+    """Tower ``j`` of a multi-tower model as a one-tower model of its own (same weights)."""
+    config = SASRecConfig(**{**model.config.to_dict(), "towers": 1})
+    d, state = config.dim, {}
+    for key, value in model.state_dict().items():
+        if key.endswith("_emb.weight"):
+            state[key] = value[:, j * d : (j + 1) * d]
+        elif j == 0 and not key.startswith("more_towers."):
+            state[key] = value
+        elif j > 0 and key.startswith(f"more_towers.{j - 1}."):
+            state[key.removeprefix(f"more_towers.{j - 1}.")] = value
+    single = SASRec(config).eval()
+    single.load_state_dict(state)
+    return single
+
+
+def test_towers_score_as_the_sum_of_independent_models() -> None:
+    model = make(towers=3, num_types=2)
+    items, types = torch.tensor([[3, 7, 9, 0], [5, 2, 0, 0]]), torch.tensor([[1, 2, 1, 0], [2, 2, 0, 0]])
+    lengths = torch.tensor([3, 2])
+    scores = model.encode(items, lengths, types) @ model.item_vectors().T
+    towers = [tower_of(model, j) for j in range(3)]
+    parts = [t.encode(items, lengths, types) @ t.item_vectors().T for t in towers]
+    assert model.item_vectors().shape == (30, 48)
+    assert torch.allclose(scores, sum(parts), atol=1e-4)
+    assert not torch.allclose(parts[0], parts[1], atol=1e-2)  # separately initialised, not copies
+
+
+def test_one_tower_keeps_the_single_model_parameter_names() -> None:
+    # checkpoints published before towers existed load unchanged
+    assert not any(k.startswith("more_towers") for k in make().state_dict())
+    keys = make(towers=2).state_dict()
+    assert "blocks.0.attn.qkv.weight" in keys and "more_towers.0.blocks.0.attn.qkv.weight" in keys

@@ -124,3 +124,25 @@ def test_compile_auto_leaves_fp32_cpu_training_eager(mode: str, expected: bool) 
     trainer = Trainer(model, settings, progress=False)
     trainer.prepare(data.items, data.types)
     assert trainer.compiled is expected and trainer.loss.fused is expected
+
+
+def test_each_tower_learns_from_its_own_loss() -> None:
+    from freshrec.model.losses import FullSoftmaxCE
+    from freshrec.model.train import forward_loss
+    from tests.model.test_sasrec import tower_of
+
+    torch.manual_seed(0)
+    model = SASRec(SASRecConfig(num_items=20, dim=8, heads=2, layers=1, max_len=6, dropout=0.0, towers=2))
+    items = torch.tensor([[1, 4, 6, 2, 0], [3, 5, 7, 9, 11]])
+    positions = torch.tensor([0, 1, 2, 5, 6, 7, 8])
+    targets = torch.tensor([4, 6, 2, 5, 7, 9, 11])
+    loss = forward_loss(model, FullSoftmaxCE(), items, torch.zeros_like(items), targets, positions)
+    loss.backward()
+    towers = [tower_of(model, j) for j in range(2)]
+    alone = [forward_loss(t, FullSoftmaxCE(), items, torch.zeros_like(items), targets, positions) for t in towers]
+    # the mean of the towers' own losses, and each tower's gradient is its own loss's (halved by the mean)
+    assert torch.allclose(loss, (alone[0] + alone[1]) / 2, atol=1e-5)
+    alone[1].backward()
+    grad = model.more_towers[0].blocks[0].attn.qkv.weight.grad
+    assert torch.allclose(grad, towers[1].blocks[0].attn.qkv.weight.grad / 2, atol=1e-6)
+    assert torch.allclose(model.item_emb.weight.grad[:, 8:], towers[1].item_emb.weight.grad / 2, atol=1e-6)

@@ -151,6 +151,32 @@ def test_new_item_becomes_recommendable_with_lineage(trained: TrainedStore, tmp_
         engine.close()
 
 
+def test_a_multi_tower_model_trains_serves_and_learns_a_new_item(shop, tmp_path: Path) -> None:
+    from freshrec.model.pipeline import train_and_publish
+
+    engine = build_engine(make_settings(tmp_path / "data", model={"towers": 2}, online=ONLINE))
+    try:
+        engine.upsert_items(shop.items)
+        for i in range(0, len(shop.events), 1000):
+            engine.ingest(shop.events[i : i + 1000])
+        report = train_and_publish(engine, progress=False)
+        assert report.metrics["model"]["ndcg@10"] > 1.5 * report.metrics["popularity"]["ndcg@10"]
+        assert engine.registry.load().model.item_vectors().shape[1] == 2 * 32  # two towers of dim 32
+        store = TrainedStore(engine.settings.storage.data_dir, shop, report.metrics, report.version or "")
+        anchor, new_item = stream_with_new_item(store, engine)
+        trainer = OnlineTrainer(engine)
+        while trainer.poll(force=True) is not None:
+            pass
+        engine.ingest([EventIn(user_id="late", item_id=anchor, type="view")])
+        trainer.poll(force=True)
+        assert trainer.model.config.towers == 2 and trainer.item_ids[-1] == new_item
+        assert engine.refresh_model()
+        engine.ingest([EventIn(user_id="probe", item_id=anchor, type="view")])
+        assert new_item in [i.item_id for i in engine.recommend("probe", 10).items]
+    finally:
+        engine.close()
+
+
 def test_a_catalogue_item_without_training_events_gets_its_row_rebuilt_on_first_events(
     trained: TrainedStore, tmp_path: Path
 ) -> None:

@@ -50,6 +50,7 @@ def model_config(settings: Settings, num_items: int, num_types: int) -> SASRecCo
         max_len=m.max_len,
         ffn_mult=m.ffn_mult,
         num_types=num_types if m.use_event_types else 0,
+        towers=m.towers,
     )
 
 

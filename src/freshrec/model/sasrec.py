@@ -23,6 +23,13 @@ How this implementation deviates from the paper, and why:
   (~30% of a training step); the quality was the same without it (docs/benchmarks.md, sections 2-3).
 * **Tied output embeddings:** the score of item ``i`` is the dot product of the last hidden state with
   the item's input embedding, so ``item_vectors()`` is both the input table and the retrieval index.
+* **Towers** (``towers`` > 1, off by default): that many independent transformers, each with its own
+  slice of the item, position and type tables and its own loss (the trainer's ``forward_loss``), so
+  they learn as separately seeded models would. The user vector and the item table are the towers'
+  concatenations, so one dot product is the sum of the towers' scores: a score-averaging ensemble that
+  the index, the content mapping and the online trainer see as one wider model. On ML-latest-small
+  (610 test users, long noisy histories) averaging independently trained models gained more than any
+  single-model setting (docs/benchmarks.md, section 2).
 """
 
 from __future__ import annotations
@@ -60,6 +67,8 @@ class SASRecConfig:
         Feed-forward hidden size as a multiple of ``dim``.
     num_types
         Number of distinct event types the type embedding knows (0 turns it off).
+    towers
+        Independent transformers side by side (see the module docstring); vectors are ``dim * towers`` wide.
     """
 
     num_items: int
@@ -71,6 +80,12 @@ class SASRecConfig:
     ffn_mult: int = 4
     num_types: int = 0
     attention_dropout: float = 0.0
+    towers: int = 1
+
+    @property
+    def width(self) -> int:
+        """Width of the user and item vectors: ``dim * towers``."""
+        return self.dim * self.towers
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -167,6 +182,33 @@ class Block(nn.Module):
         return x + self.drop(self.ffn(self.norm2(x)))
 
 
+class Tower(nn.Module):
+    """One transformer stack: blocks and a final LayerNorm, [B, L, D] -> [B, L, D] (or [M, D] at ``positions``)."""
+
+    def __init__(self, config: SASRecConfig) -> None:
+        super().__init__()
+        self.blocks = nn.ModuleList(
+            Block(config.dim, config.heads, config.dropout, config.ffn_mult, config.attention_dropout)
+            for _ in range(config.layers)
+        )
+        self.final_norm = nn.LayerNorm(config.dim)
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        return run_stack(self.blocks, self.final_norm, x, positions)
+
+
+def run_stack(
+    blocks: nn.ModuleList, final_norm: nn.Module, x: torch.Tensor, positions: torch.Tensor | None
+) -> torch.Tensor:
+    """Blocks then the final norm; with ``positions``, the last block computes only those rows (see Block)."""
+    last = len(blocks) - 1
+    for i, block in enumerate(blocks):
+        x = block(x, positions if i == last else None)
+    if positions is not None and not len(blocks):
+        x = x.reshape(-1, x.shape[-1]).index_select(0, positions)
+    return final_norm(x)
+
+
 class SASRec(nn.Module):
     """Causal transformer that maps an item sequence to a user vector in item-embedding space.
 
@@ -179,21 +221,23 @@ class SASRec(nn.Module):
     torch.Size([2, 16])
     >>> model.item_vectors().shape
     torch.Size([50, 16])
+    >>> wide = SASRec(SASRecConfig(num_items=50, dim=16, heads=2, layers=1, max_len=8, towers=3))
+    >>> wide.encode(items, lengths=torch.tensor([3, 1])).shape, wide.item_vectors().shape
+    (torch.Size([2, 48]), torch.Size([50, 48]))
     """
 
     def __init__(self, config: SASRecConfig) -> None:
         super().__init__()
         self.config = config
-        d = config.dim
-        self.item_emb = nn.Embedding(config.num_items + 1, d, padding_idx=PAD)
-        self.pos_emb = nn.Embedding(config.max_len, d)
-        self.type_emb = nn.Embedding(config.num_types + 1, d, padding_idx=0) if config.num_types else None
+        width = config.width
+        self.item_emb = nn.Embedding(config.num_items + 1, width, padding_idx=PAD)
+        self.pos_emb = nn.Embedding(config.max_len, width)
+        self.type_emb = nn.Embedding(config.num_types + 1, width, padding_idx=0) if config.num_types else None
         self.emb_drop = Dropout(config.dropout)
-        self.blocks = nn.ModuleList(
-            Block(d, config.heads, config.dropout, config.ffn_mult, config.attention_dropout)
-            for _ in range(config.layers)
-        )
-        self.final_norm = nn.LayerNorm(d)
+        # Tower 0 keeps the single model's parameter names, so one-tower checkpoints load unchanged.
+        tower = Tower(config)
+        self.blocks, self.final_norm = tower.blocks, tower.final_norm
+        self.more_towers = nn.ModuleList(Tower(config) for _ in range(config.towers - 1))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -212,7 +256,7 @@ class SASRec(nn.Module):
     def forward(
         self, items: torch.Tensor, types: torch.Tensor | None = None, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Hidden state at every position. ``items``: [B, L] int64 (right-padded) -> [B, L, D].
+        """Hidden state at every position. ``items``: [B, L] int64 (right-padded) -> [B, L, D] (D: ``config.width``).
 
         With ``positions`` ([M] flat indices into B x L) only those rows come out, [M, D]: the same values
         as ``forward(items, types).reshape(-1, D)[positions]``, but the last block skips the positions no
@@ -227,12 +271,12 @@ class SASRec(nn.Module):
         if self.type_emb is not None and types is not None:
             x = x + self.type_emb(types)
         x = self.emb_drop(x)
-        last = len(self.blocks) - 1
-        for i, block in enumerate(self.blocks):
-            x = block(x, positions if i == last else None)
-        if positions is not None and not len(self.blocks):
-            x = x.reshape(-1, x.shape[-1]).index_select(0, positions)
-        return self.final_norm(x)
+        if not len(self.more_towers):
+            return run_stack(self.blocks, self.final_norm, x, positions)
+        parts = x.split(self.config.dim, dim=-1)
+        first = run_stack(self.blocks, self.final_norm, parts[0], positions)
+        rest = [tower(part, positions) for tower, part in zip(self.more_towers, parts[1:], strict=True)]
+        return torch.cat([first, *rest], dim=-1)
 
     def set_dropout(self, p: float) -> None:
         """Change every dropout rate in place (the config keeps the rate the model was built with).

@@ -44,9 +44,14 @@ def forward_loss(
     positions: torch.Tensor,
 ) -> torch.Tensor:
     """Loss at the given flat positions only. ``positions``/``targets``: [M] (computed outside so a
-    compiled graph has no data-dependent shapes)."""
-    picked = model(items, types, positions=positions)  # [M, D]
-    return loss(picked, model.item_emb.weight, targets, (items, positions))
+    compiled graph has no data-dependent shapes). With towers, each tower's loss on its own slice of the
+    vectors, averaged: the towers learn independently (an ensemble), not as one wider model."""
+    picked = model(items, types, positions=positions)  # [M, D * towers]
+    table, seen, d = model.item_emb.weight, (items, positions), model.config.dim
+    if model.config.towers == 1:
+        return loss(picked, table, targets, seen)
+    parts = [loss(picked[:, j : j + d], table[:, j : j + d], targets, seen) for j in range(0, table.shape[1], d)]
+    return torch.stack(parts).mean()
 
 
 def train_step(

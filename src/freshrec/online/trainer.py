@@ -160,7 +160,7 @@ class OnlineTrainer:
         mapping = self._mapping.get(fit)
         if mapping is None:
             return None
-        out = torch.full((len(catalog_idx), self.model.config.dim), float("nan"))
+        out = torch.full((len(catalog_idx), self.model.config.width), float("nan"))
         out[torch.from_numpy(new_has)] = torch.from_numpy(mapping.predict(new_x[new_has]))
         return out
 
