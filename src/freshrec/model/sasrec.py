@@ -183,7 +183,7 @@ class Block(nn.Module):
 
 
 class Tower(nn.Module):
-    """One transformer stack: blocks and a final LayerNorm, [B, L, D] -> [B, L, D] (or [M, D] at ``positions``)."""
+    """One transformer stack's parameters: blocks and a final LayerNorm (run by :func:`run_stack`)."""
 
     def __init__(self, config: SASRecConfig) -> None:
         super().__init__()
@@ -192,9 +192,6 @@ class Tower(nn.Module):
             for _ in range(config.layers)
         )
         self.final_norm = nn.LayerNorm(config.dim)
-
-    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        return run_stack(self.blocks, self.final_norm, x, positions)
 
 
 def run_stack(
@@ -271,12 +268,10 @@ class SASRec(nn.Module):
         if self.type_emb is not None and types is not None:
             x = x + self.type_emb(types)
         x = self.emb_drop(x)
-        if not len(self.more_towers):
-            return run_stack(self.blocks, self.final_norm, x, positions)
-        parts = x.split(self.config.dim, dim=-1)
-        first = run_stack(self.blocks, self.final_norm, parts[0], positions)
-        rest = [tower(part, positions) for tower, part in zip(self.more_towers, parts[1:], strict=True)]
-        return torch.cat([first, *rest], dim=-1)
+        stacks = [(self.blocks, self.final_norm), *((t.blocks, t.final_norm) for t in self.more_towers)]
+        parts = x.split(self.config.dim, dim=-1)  # one part, x itself, without towers
+        out = [run_stack(blocks, norm, part, positions) for (blocks, norm), part in zip(stacks, parts, strict=True)]
+        return out[0] if len(out) == 1 else torch.cat(out, dim=-1)
 
     def set_dropout(self, p: float) -> None:
         """Change every dropout rate in place (the config keeps the rate the model was built with).
