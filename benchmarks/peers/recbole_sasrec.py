@@ -281,6 +281,11 @@ def _freshrec_row(dataset: str, paths: list[Path] | None = None) -> dict[str, An
     }
 
 
+def resumed(result: dict[str, Any]) -> bool:
+    """Whether the run spans several sittings (``--resume``), so ``seconds.fit`` covers the last one only."""
+    return result.get("resumed_at_epoch") is not None
+
+
 def whole_run_seconds(result: dict[str, Any]) -> float:
     """RecBole's training plus validation seconds over every epoch of the run, all sittings included."""
     return result["seconds"]["train_epochs_total"] + result["seconds"]["valid_total"]
@@ -296,7 +301,7 @@ def time_ratio(result: dict[str, Any], ours: dict[str, Any]) -> str:
     """
     sec = result["seconds"]
     last = ours["train_seconds"] / sec["fit"]
-    if result.get("resumed_at_epoch") is None:
+    if not resumed(result):
         return f"{last:.2f}x"
     whole = whole_run_seconds(result)
     paced = result["epochs_run"] * min(result["epoch_seconds"]) + sec["valid_total"]
@@ -312,8 +317,7 @@ def summary(result: dict[str, Any]) -> str:
     under both protocols (history filtered = freshrec's default; unfiltered = RecBole's), with training
     time."""
     sec = result["seconds"]
-    resumed = result.get("resumed_at_epoch") is not None
-    recbole_seconds = whole_run_seconds(result) if resumed else sec["fit"]
+    recbole_seconds = whole_run_seconds(result) if resumed(result) else sec["fit"]
     rows = [
         ("RecBole SASRec", "filtered", result.get("test_result_filtered"), recbole_seconds),
         ("RecBole SASRec", "unfiltered", result["test_result"], recbole_seconds),
@@ -337,15 +341,15 @@ def summary(result: dict[str, Any]) -> str:
             lines.append(
                 f"  {name:<16}{protocol:<12}{m['hit@10']:>8.4f}{m['ndcg@10']:>9.4f}{m['mrr@10']:>8.4f}{seconds:>9.0f}"
             )
+    sittings = (
+        f" over several sittings (the last, from epoch {result['resumed_at_epoch']}: {sec['fit']:.0f} s)"
+        if resumed(result)
+        else ""
+    )
     lines.append(
         f"  RecBole: epochs run {result['epochs_run']} ({result.get('stopped', 'early stopping or epochs')}),"
         f" best epoch {result['best_epoch']}, {result['seconds_per_epoch']:.1f} s/epoch (training only);"
-        f" train {sec['train_epochs_total']:.0f} s + validation {sec['valid_total']:.0f} s"
-        + (
-            f" over several sittings (the last, from epoch {result['resumed_at_epoch']}: {sec['fit']:.0f} s)"
-            if resumed
-            else ""
-        )
+        f" train {sec['train_epochs_total']:.0f} s + validation {sec['valid_total']:.0f} s{sittings}"
     )
     if ours:
         runs = ours.get("runs", [])
