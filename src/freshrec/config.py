@@ -159,6 +159,12 @@ class TrainSettings(BaseModel):
         "Raised filtered NDCG@10 on MovieLens, lowered the generated shop's; leave off where requests "
         "use exclude_seen=false.",
     )
+    tower_order: Literal["shared", "own"] = Field(
+        "shared",
+        description="With model.towers > 1: 'shared' feeds every tower the same batch at each step; 'own' "
+        "gives each tower its own shuffle of the epoch's batches, as separately trained models would see "
+        "(same cost per step).",
+    )
     max_seconds: float | None = Field(None, gt=0, description="Stop training after this many seconds.")
     eval_batch_size: int = Field(512, ge=1, description="Users scored per batch during evaluation.")
 

@@ -260,18 +260,42 @@ class SASRec(nn.Module):
         one reads (padding, context-only entries), which is most of them when serving one user vector per
         sequence or fine-tuning on a few new entries per user.
         """
+        x = self._embed(items, types, slice(None))
+        parts = x.split(self.config.dim, dim=-1)  # one part, x itself, without towers
+        out = [run_stack(*self._stack(j), part, positions) for j, part in enumerate(parts)]
+        return out[0] if len(out) == 1 else torch.cat(out, dim=-1)
+
+    def forward_tower(
+        self, tower: int, items: torch.Tensor, types: torch.Tensor | None = None, positions: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One tower's hidden states, [B, L, dim] (or [M, dim] at ``positions``): the same values as
+        ``forward(...)[..., tower * dim : (tower + 1) * dim]`` without running the other towers, so each
+        tower can train on a batch of its own (``train.tower_order='own'``).
+
+        >>> model = SASRec(SASRecConfig(num_items=9, dim=8, heads=1, layers=1, max_len=4, towers=2)).eval()
+        >>> items = torch.tensor([[1, 2, 3]])
+        >>> torch.allclose(model.forward_tower(1, items), model(items)[..., 8:])
+        True
+        """
+        if not 0 <= tower < self.config.towers:
+            raise ValueError(f"tower {tower} out of range for a {self.config.towers}-tower model")
+        d = self.config.dim
+        return run_stack(*self._stack(tower), self._embed(items, types, slice(tower * d, (tower + 1) * d)), positions)
+
+    def _stack(self, tower: int) -> tuple[nn.ModuleList, nn.Module]:
+        t = self if tower == 0 else self.more_towers[tower - 1]
+        return t.blocks, t.final_norm
+
+    def _embed(self, items: torch.Tensor, types: torch.Tensor | None, cols: slice) -> torch.Tensor:
+        """Scaled item + position (+ type) embeddings, after dropout, in the table columns ``cols``."""
         length = items.shape[1]
         if length > self.config.max_len:
             raise ValueError(f"sequence length {length} exceeds max_len {self.config.max_len}")
-        x = self.item_emb(items) * math.sqrt(self.config.dim)
-        x = x + self.pos_emb.weight[:length]
+        x = F.embedding(items, self.item_emb.weight[:, cols], padding_idx=PAD) * math.sqrt(self.config.dim)
+        x = x + self.pos_emb.weight[:length, cols]
         if self.type_emb is not None and types is not None:
-            x = x + self.type_emb(types)
-        x = self.emb_drop(x)
-        stacks = [(self.blocks, self.final_norm), *((t.blocks, t.final_norm) for t in self.more_towers)]
-        parts = x.split(self.config.dim, dim=-1)  # one part, x itself, without towers
-        out = [run_stack(blocks, norm, part, positions) for (blocks, norm), part in zip(stacks, parts, strict=True)]
-        return out[0] if len(out) == 1 else torch.cat(out, dim=-1)
+            x = x + F.embedding(types, self.type_emb.weight[:, cols], padding_idx=0)
+        return self.emb_drop(x)
 
     def set_dropout(self, p: float) -> None:
         """Change every dropout rate in place (the config keeps the rate the model was built with).

@@ -15,7 +15,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -91,6 +91,57 @@ def train_step(
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
     optimizer.step()
     return value_sum
+
+
+def tower_step(
+    model: SASRec,
+    optimizer: torch.optim.Optimizer,
+    batches: Sequence[Batch],
+    loss: NextItemLoss,
+    device: torch.device,
+    amp: torch.dtype | None = None,
+    max_grad_norm: float | None = 1.0,
+) -> float:
+    """One optimisation step in which tower ``j`` learns from ``batches[j]`` alone; returns the mean loss.
+
+    With the same batch for every tower this is :func:`train_step` (the loss is the towers' mean either
+    way); with different ones each tower follows its own data order, as a separately trained model would.
+    """
+    if len(batches) != model.config.towers:
+        raise ValueError(f"{len(batches)} batches for a {model.config.towers}-tower model")
+    model.train()
+    optimizer.zero_grad(set_to_none=True)
+    d, total = model.config.dim, 0.0
+    for j, batch in enumerate(batches):
+        part = batch.to(device)
+        flat_targets = part.targets.reshape(-1)
+        positions = flat_targets.nonzero().squeeze(1)
+        if not len(positions):
+            continue
+        with autocast(device, amp):
+            picked = model.forward_tower(j, part.items, part.types, positions)
+            table = model.item_emb.weight[:, j * d : (j + 1) * d]
+            value = loss(picked, table, flat_targets.index_select(0, positions), (part.items, positions))
+        (value / len(batches)).backward()
+        total += float(value.detach()) / len(batches)
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    optimizer.step()
+    return total
+
+
+def tower_epoch(batches: TrainingBatches, rng: np.random.Generator, towers: int) -> Iterator[tuple[Batch, ...]]:
+    """One epoch as steps of ``towers`` batches: column ``j`` is tower ``j``'s own shuffle of the epoch.
+
+    >>> import numpy as np
+    >>> seqs = [np.arange(1, n + 3) for n in range(8)]
+    >>> batches = TrainingBatches(seqs, [np.ones_like(s) for s in seqs], max_len=16, batch_size=2)
+    >>> steps = list(tower_epoch(batches, np.random.default_rng(0), towers=3))
+    >>> len(steps), len(steps[0])
+    (4, 3)
+    """
+    orders = [batches.epoch(np.random.default_rng(rng.integers(2**63))) for _ in range(towers)]
+    yield from zip(*orders, strict=True)
 
 
 def make_optimizer(model: SASRec, lr: float, weight_decay: float, item_lr_scale: float = 1.0) -> torch.optim.Optimizer:
@@ -171,8 +222,8 @@ class Trainer:
 
     def _maybe_compile(self, positions: int) -> None:
         mode = self.settings.compile
-        if mode == "off":
-            return
+        if mode == "off" or (self.model.config.towers > 1 and self.settings.tower_order == "own"):
+            return  # each tower's own batch runs eagerly (a compiled graph per tower is not worth it yet)
         # On a CPU without native bf16 the compiled fp32 step measured slower than eager (83.8 vs 69.2 s per
         # ML-1M-sized epoch, docs/benchmarks.md section 3): 'auto' compiles on CUDA and under bf16 only.
         if mode == "auto" and (
@@ -215,13 +266,15 @@ class Trainer:
 
     def run_epoch(self, batches: TrainingBatches, rng: np.random.Generator, desc: str = "epoch") -> float:
         """One pass over the batches; returns the mean loss."""
-        losses = [
-            self.step(batch)
-            for batch in tqdm(
-                batches.epoch(rng), total=len(batches), desc=desc, leave=False, disable=not self.progress, unit="batch"
-            )
-        ]
-        return float(np.mean(losses))
+        towers = self.model.config.towers
+        own = towers > 1 and self.settings.tower_order == "own"
+        steps = tower_epoch(batches, rng, towers) if own else batches.epoch(rng)
+        bar = tqdm(steps, total=len(batches), desc=desc, leave=False, disable=not self.progress, unit="batch")
+        return float(np.mean([self.tower_step(step) if own else self.step(step) for step in bar]))
+
+    def tower_step(self, batches: Sequence[Batch]) -> float:
+        """One optimisation step, each tower on its own batch (see :func:`tower_step`)."""
+        return tower_step(self.model, self.optimizer, batches, self.loss, self.device, self.amp)
 
     def step(self, batch: Batch) -> float:
         """One optimisation step (see :func:`train_step`)."""
