@@ -25,9 +25,11 @@ How this implementation deviates from the paper, and why:
   the item's input embedding, so ``item_vectors()`` is both the input table and the retrieval index.
 * **Towers** (``towers`` > 1, off by default): that many independent transformers, each with its own
   slice of the item, position and type tables and its own loss (the trainer's ``forward_loss``), so
-  they learn as separately seeded models would. The user vector and the item table are the towers'
-  concatenations, so one dot product is the sum of the towers' scores: a score-averaging ensemble that
-  the index, the content mapping and the online trainer see as one wider model. On ML-latest-small
+  they learn as separately seeded models would (with ``train.tower_order='own'`` each also steps
+  through its own shuffle of the data, via :meth:`SASRec.forward_tower`). The user vector and the item
+  table are the towers' concatenations, so one dot product is the sum of the towers' scores: a
+  score-averaging ensemble that the index, the content mapping and the online trainer see as one wider
+  model. On ML-latest-small
   (610 test users, long noisy histories) averaging independently trained models gained more than any
   single-model setting (docs/benchmarks.md, section 2).
 """
