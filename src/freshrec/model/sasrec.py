@@ -29,9 +29,8 @@ How this implementation deviates from the paper, and why:
   through its own shuffle of the data, via :meth:`SASRec.forward_tower`). The user vector and the item
   table are the towers' concatenations, so one dot product is the sum of the towers' scores: a
   score-averaging ensemble that the index, the content mapping and the online trainer see as one wider
-  model. On ML-latest-small
-  (610 test users, long noisy histories) averaging independently trained models gained more than any
-  single-model setting (docs/benchmarks.md, section 2).
+  model. On ML-latest-small (610 test users, long noisy histories) averaging independently trained
+  models gained more than any single-model setting (docs/benchmarks.md, section 2).
 """
 
 from __future__ import annotations

@@ -219,10 +219,12 @@ class Trainer:
         self.progress = progress
         self.compiled = False
         self._step_fn: ForwardLoss = forward_loss
+        # towers stepping through their own batch orders (tower_step) instead of one shared batch (step)
+        self.own_order = model.config.towers > 1 and settings.tower_order == "own"
 
     def _maybe_compile(self, positions: int) -> None:
         mode = self.settings.compile
-        if mode == "off" or (self.model.config.towers > 1 and self.settings.tower_order == "own"):
+        if mode == "off" or self.own_order:
             return  # each tower's own batch runs eagerly (a compiled graph per tower is not worth it yet)
         # On a CPU without native bf16 the compiled fp32 step measured slower than eager (83.8 vs 69.2 s per
         # ML-1M-sized epoch, docs/benchmarks.md section 3): 'auto' compiles on CUDA and under bf16 only.
@@ -266,9 +268,8 @@ class Trainer:
 
     def run_epoch(self, batches: TrainingBatches, rng: np.random.Generator, desc: str = "epoch") -> float:
         """One pass over the batches; returns the mean loss."""
-        towers = self.model.config.towers
-        own = towers > 1 and self.settings.tower_order == "own"
-        steps = tower_epoch(batches, rng, towers) if own else batches.epoch(rng)
+        own = self.own_order
+        steps = tower_epoch(batches, rng, self.model.config.towers) if own else batches.epoch(rng)
         bar = tqdm(steps, total=len(batches), desc=desc, leave=False, disable=not self.progress, unit="batch")
         return float(np.mean([self.tower_step(step) if own else self.step(step) for step in bar]))
 
