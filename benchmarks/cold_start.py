@@ -66,9 +66,9 @@ from freshrec.datasets.importer import read_rows
 from freshrec.datasets.synthetic import generate_shop
 from freshrec.datasets.tabular import open_text
 from freshrec.engine import Engine, build_engine
-from freshrec.eval.metrics import summarize
-from freshrec.eval.offline import rank_of_targets
-from freshrec.model.pipeline import train_and_publish
+from freshrec.metrics import summarize
+from freshrec.model.evaluate import rank_of_targets
+from freshrec.pipeline import train_and_publish
 from freshrec.schema import EventIn, ItemIn
 from freshrec.sequence import UserSequence
 from freshrec.serving_model import ServingModel
@@ -603,7 +603,7 @@ def run(args: argparse.Namespace, data_dir: Path, work: Path) -> dict[str, Any]:
         # train_and_publish builds the model before the trainer seeds torch, so the initial weights would
         # differ from run to run; seeding here makes a run repeatable.
         torch.manual_seed(settings.train.seed)
-        report = train_and_publish(engine, holdout="test", progress=progress)
+        report = train_and_publish(engine.stores, holdout="test", progress=progress)
         # New items arrive after training, with content; the encoder fitted at training time encodes them.
         store(engine, cold_items, [])
         engine.load_model()
@@ -661,8 +661,7 @@ def run(args: argparse.Namespace, data_dir: Path, work: Path) -> dict[str, Any]:
             warm_cat = serving.catalog_of_row[warm_rows]
             fit_on = has[warm_cat]
             t0 = time.perf_counter()
-            cfg = settings.content
-            mapping = ContentMapping(cfg.ridge_l2, cfg.norm_scale, cfg.max_fit_items, seed=args.seed)
+            mapping = ContentMapping(seed=args.seed)
             mapping.fit(vec[warm_cat[fit_on]], table[warm_rows[fit_on]].numpy())
             map_s = time.perf_counter() - t0
             ok = has[cold_cat]

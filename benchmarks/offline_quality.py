@@ -2,6 +2,7 @@
 
     python benchmarks/offline_quality.py --dataset ml-100k
     python benchmarks/offline_quality.py --dataset ml-latest-small --set model.dropout=0.3
+    python benchmarks/offline_quality.py --dataset ml-100k --config configs/ml-100k/recbole-settings.toml
     python benchmarks/offline_quality.py --dataset ml-1m --data-dir /path/to/ml-1m   # needs ratings.dat
 
 Imports the files into a fresh data directory through `freshrec import`'s code path, trains through
@@ -20,7 +21,7 @@ from freshrec.config import load_settings
 from freshrec.datasets.importer import import_file
 from freshrec.datasets.synthetic import generate_shop
 from freshrec.engine import build_engine
-from freshrec.model.pipeline import train_and_publish
+from freshrec.pipeline import train_and_publish
 from machine import ROOT, SHARED_DATA, write_json
 
 DATASETS: dict[str, tuple[str, list[str]]] = {
@@ -52,8 +53,10 @@ def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run(dataset: str, data_dir: Path, overrides: dict[str, dict[str, Any]], work: Path) -> dict[str, Any]:
-    settings = load_settings(storage={"data_dir": work}, **overrides)
+def run(
+    dataset: str, data_dir: Path, overrides: dict[str, dict[str, Any]], work: Path, config: Path | None = None
+) -> dict[str, Any]:
+    settings = load_settings(config_file=config, storage={"data_dir": work}, **overrides)
     engine = build_engine(settings, load_model=False)
     try:
         if dataset in SYNTHETIC:
@@ -68,7 +71,7 @@ def run(dataset: str, data_dir: Path, overrides: dict[str, dict[str, Any]], work
                     continue  # items are optional: events create bare items
                 raise SystemExit(f"missing {path}")
             import_file(engine, path, progress=True)
-        report = train_and_publish(engine, progress=True)
+        report = train_and_publish(engine.stores, progress=True)
     finally:
         engine.close()
     fit = report.fit
@@ -109,6 +112,12 @@ def main() -> None:
     parser.add_argument("--dataset", choices=sorted([*DATASETS, *SYNTHETIC]), required=True)
     parser.add_argument("--data-dir", type=Path, help="Directory holding the dataset files.")
     parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help="TOML settings file (e.g. configs/ml-100k/recbole-settings.toml); --set overrides apply on top.",
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -119,11 +128,12 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = args.data_dir or SHARED_DATA / DATASETS.get(args.dataset, ("",))[0]
     with tempfile.TemporaryDirectory(prefix="freshrec-bench-") as work:
-        result = run(args.dataset, data_dir, parse_overrides(args.overrides), Path(work))
+        result = run(args.dataset, data_dir, parse_overrides(args.overrides), Path(work), args.config)
     print_row(result)
     result["command"] = (
         "python benchmarks/offline_quality.py --dataset "
         + args.dataset
+        + (f" --config {args.config}" if args.config else "")
         + "".join(f" --set {o}" for o in args.overrides)
     )
     write_json(args.out or ROOT / "benchmarks" / "results" / f"offline_{args.dataset}.json", result)

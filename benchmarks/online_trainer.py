@@ -65,8 +65,9 @@ import torch
 from freshrec.config import OnlineSettings, load_settings
 from freshrec.datasets.synthetic import generate_shop
 from freshrec.engine import build_engine
-from freshrec.model.pipeline import train_and_publish
 from freshrec.online.trainer import BatchReport, OnlineTrainer
+from freshrec.pipeline import train_and_publish
+from freshrec.stores import open_stores
 from loadgen import HEADER, LoadResult, open_loop
 from machine import ROOT, write_json
 from stores import Server
@@ -130,7 +131,7 @@ def build(work: Path, args: argparse.Namespace) -> Store:
         for s in range(0, len(history), 1000):
             engine.ingest(history[s : s + 1000])
         t_train = time.perf_counter()
-        report = train_and_publish(engine, progress=False)
+        report = train_and_publish(engine.stores, progress=False)
         train_s = time.perf_counter() - t_train
         # Launched after the model was trained: the model has no rows for them, the trainer must grow them.
         new_items = [i for i in shop.items if i.item_id not in seen]
@@ -176,10 +177,10 @@ def throughput_pass(store: Store, work: Path, label: str, online: OnlineSettings
     settings = load_settings(storage={"data_dir": data_dir}, online=online.model_dump())
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
-    engine = build_engine(settings, load_model=False)
+    stores = open_stores(settings)
     try:
         t0 = time.perf_counter()
-        trainer = OnlineTrainer(engine, settings.online)
+        trainer = OnlineTrainer(stores)
         startup = time.perf_counter() - t0
         reports: list[BatchReport] = []
         t0 = time.perf_counter()
@@ -187,7 +188,7 @@ def throughput_pass(store: Store, work: Path, label: str, online: OnlineSettings
             reports.append(report)
         wall = time.perf_counter() - t0
     finally:
-        engine.close()
+        stores.close()
         torch.set_num_threads(previous_threads)
         shutil.rmtree(data_dir, ignore_errors=True)
     events = sum(r.events for r in reports)
@@ -213,7 +214,6 @@ def throughput_pass(store: Store, work: Path, label: str, online: OnlineSettings
         "published": sum(r.published is not None for r in reports),
         "gate_reasons": dict(Counter(r.decision.reason for r in gated if r.decision is not None)),
         "new_items": sum(r.new_items for r in reports),
-        "steps_per_batch": [r.steps for r in reports],
         "trained_users_mean": float(np.mean([r.trained_users for r in reports])) if reports else 0.0,
         "replayed_users_mean": float(np.mean([r.replayed_users for r in reports])) if reports else 0.0,
         "loss_first": losses[0] if losses else None,

@@ -14,8 +14,8 @@ import numpy as np
 
 from freshrec.config import load_settings
 from freshrec.engine import build_engine
-from freshrec.model.pipeline import model_config
 from freshrec.model.sasrec import SASRec
+from freshrec.pipeline import model_config
 from freshrec.schema import EventRecord, ItemIn
 
 

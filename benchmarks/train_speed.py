@@ -17,8 +17,8 @@ Variants (same model: d=64, 2 layers, 2 heads, max_len 200, full softmax over th
 * ``fast-fp32``: compiled, fp32: what ``precision = "auto"`` gives on a CPU without native bf16, where
   bf16 autocast is emulated and slower than fp32.
 
-Every variant trains on the same sequences: one window of the newest 200 per user (``windows=False``),
-so positions per epoch are identical; ``--windows`` uses freshrec's default of every interaction.
+Every variant trains on the same sequences: one window of the newest 200 per user, so positions per epoch
+are identical; ``--windows`` gives the fast variants freshrec's training data, every interaction.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from freshrec.datasets.importer import import_file
 from freshrec.datasets.synthetic import generate_shop
 from freshrec.engine import build_engine
 from freshrec.model.data import leave_one_out
-from freshrec.model.pipeline import read_sequences
-from freshrec.model.sasrec import SASRec, SASRecConfig
+from freshrec.model.sasrec import CausalSelfAttention, SASRec, SASRecConfig
 from freshrec.model.train import Trainer
+from freshrec.pipeline import read_sequences
 from machine import ROOT, SHARED_DATA, write_json
 
 FILES = {"ml-100k": ["ml-100k/u.data"], "ml-latest-small": ["ml-latest-small/ratings.csv"]}
@@ -108,14 +108,34 @@ def plain_epoch(
     return time.perf_counter() - started, positions
 
 
+class PaperAttention(CausalSelfAttention):
+    """Causal attention with dropout on the attention weights, as the SASRec paper has it (freshrec has none:
+    on CPU it forces PyTorch's unfused attention kernel)."""
+
+    def __init__(self, attn: CausalSelfAttention, p: float) -> None:
+        super().__init__(attn.qkv.in_features, attn.heads)
+        self.load_state_dict(attn.state_dict())
+        self.p = p
+
+    def mix(self, x: torch.Tensor) -> torch.Tensor:
+        b, length, d = x.shape
+        q, k, v = self.qkv(x).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        p = self.p if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=p)
+        return y.transpose(1, 2).reshape(b, length, d)
+
+
+def newest_window(items: list[np.ndarray], max_len: int = 200) -> list[np.ndarray]:
+    """Each sequence's newest ``max_len + 1`` entries: one training window per user."""
+    return [s[-(max_len + 1) :] for s in items]
+
+
 def run_variant(variant: str, split: Any, num_items: int, epochs: int, windows: bool, seed: int) -> dict[str, Any]:
     torch.manual_seed(seed)
-    # plain keeps the original SASRec's dropout on the attention weights; freshrec's default leaves it off
-    attention_dropout = 0.2 if variant == "plain" else 0.0
-    config = SASRecConfig(
-        num_items=num_items, dim=64, heads=2, layers=2, dropout=0.2, attention_dropout=attention_dropout, max_len=200
-    )
-    model = SASRec(config)
+    model = SASRec(SASRecConfig(num_items=num_items, dim=64, heads=2, layers=2, dropout=0.2, max_len=200))
+    if variant == "plain":  # the paper's dropout on the attention weights
+        for block in model.blocks:
+            block.attn = PaperAttention(block.attn, 0.2)
     times: list[float] = []
     if variant == "plain":
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
@@ -127,11 +147,12 @@ def run_variant(variant: str, split: Any, num_items: int, epochs: int, windows: 
     else:
         precision = "fp32" if variant.startswith("fast-fp32") else "bf16"
         compile_ = "on" if variant in ("fast", "fast-fp32") else "off"
-        settings = TrainSettings(
-            epochs=1, patience=1, device="cpu", precision=precision, compile=compile_, windows=windows, seed=seed
-        )
+        settings = TrainSettings(epochs=1, patience=1, device="cpu", precision=precision, compile=compile_, seed=seed)
         evaluator = Trainer(model, settings, progress=False)
-        batches = evaluator.prepare(split.train_items, split.train_types)
+        items, types = split.train_items, split.train_types
+        if not windows:
+            items, types = newest_window(items), newest_window(types)
+        batches = evaluator.prepare(items, types)
         rng = np.random.default_rng(seed)
         positions = batches.positions
         for _ in range(epochs):

@@ -67,7 +67,7 @@ class TrainedStore:
 
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory: pytest.TempPathFactory, shop: SyntheticShop) -> TrainedStore:
-    from freshrec.model.pipeline import train_and_publish
+    from freshrec.pipeline import train_and_publish
 
     data_dir = tmp_path_factory.mktemp("trained") / "data"
     eng = build_engine(make_settings(data_dir))
@@ -75,7 +75,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, shop: SyntheticShop) -> Tr
         eng.upsert_items(shop.items)
         for i in range(0, len(shop.events), 1000):
             eng.ingest(shop.events[i : i + 1000])
-        report = train_and_publish(eng, progress=False)
+        report = train_and_publish(eng.stores, progress=False)
     finally:
         eng.close()
     return TrainedStore(data_dir, shop, report.metrics, report.version)
@@ -87,6 +87,16 @@ def trained_engine(trained: TrainedStore, tmp_path: Path) -> Iterator[Engine]:
     eng = build_engine(make_settings(trained.copy_to(tmp_path / "data")))
     yield eng
     eng.close()
+
+
+def wait_for(condition, what: str, timeout: float = 300.0) -> None:
+    """Poll an observable condition (a file, a line of output, a count) until it holds; tests wait on state,
+    never for a fixed time. ``timeout`` only bounds a hang."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
 
 
 def free_port() -> int:

@@ -105,7 +105,7 @@ def _histories(config: Config, dataset: Any) -> dict[int, np.ndarray]:
 def filtered_test(config: Config, dataset: Any, model: Any, test_data: Any) -> dict[str, float]:
     """HR/NDCG/MRR@10 and @20 of ``model`` on RecBole's test examples with the user's history (all
     interactions but the test one) removed from the ranking: freshrec's default protocol. Rank = number
-    of items scoring strictly higher than the held-out item (0-based), as in freshrec.eval.metrics."""
+    of items scoring strictly higher than the held-out item (0-based), as in freshrec.metrics."""
     history = _histories(config, dataset)
     uid_field, iid_field = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
     ranks: list[np.ndarray] = []

@@ -79,38 +79,88 @@ def main(
 @friendly_errors
 def import_cmd(
     ctx: typer.Context,
-    path: Annotated[Path, typer.Argument(help="CSV, JSON-lines (.gz/.zip ok) or MovieLens file.")],
-    kind: Annotated[str | None, typer.Option(help="'events' or 'items' (default: detected).")] = None,
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="CSV, JSON-lines (.gz/.zip ok) or MovieLens file (not needed with --list-formats)."),
+    ] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="'events' or 'items' (default: detected from the file's name and columns).")
+    ] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="Force a format (see --list-formats).")] = None,
     mapping: Annotated[
         list[str] | None,
         typer.Option("--map", help="FIELD=COLUMN, e.g. --map user_id=customer (repeatable)."),
     ] = None,
     event_type: Annotated[str, typer.Option("--type", help="Event type for rows without a type column.")] = "rating",
+    header: Annotated[
+        bool | None,
+        typer.Option(
+            "--header/--no-header",
+            help="Whether line 1 of a CSV/text file is a header row. Default: detected, and a line 1 that "
+            "looks like data is refused, never used as a header. A headerless file's fields are named by "
+            "--columns, or else 1, 2, 3... for --map.",
+            show_default=False,
+        ),
+    ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            help="Names of the fields of a CSV/text file without a header row, in order, e.g. "
+            "user_id,item_id,ts; they map like header names. Means the file has no header: a line 1 that "
+            "looks like a header is refused unless --no-header is given too. Not allowed with --header "
+            "(rename a header's columns with --map).",
+        ),
+    ] = None,
+    delimiter: Annotated[
+        str | None,
+        typer.Option(
+            "--delimiter",
+            help="Field separator of a CSV/text file: one character, 'tab' (or '\\t'), or 'space' (or ' ') "
+            "for runs of spaces and tabs. Default: the first of , tab ; | space that splits every row "
+            "into the same number of fields.",
+        ),
+    ] = None,
     list_formats: Annotated[bool, typer.Option("--list-formats", help="List known formats and exit.")] = False,
 ) -> None:
     """Import events or items. MovieLens files (u.data, ratings.dat, u.item, movies.dat, movies.csv) and
-    generic CSV/JSONL are detected automatically. The file is validated completely before anything is
-    stored; re-importing the same events stores them once."""
+    generic CSV/JSONL are detected automatically, events or items by their columns. The file is validated
+    completely before the data directory is opened, so a bad file stores and creates nothing;
+    re-importing the same events stores them once."""
     from freshrec.datasets.formats import FORMATS
-    from freshrec.datasets.importer import import_file
+    from freshrec.datasets.importer import store_file, validate_file
+    from freshrec.datasets.tabular import Layout
     from freshrec.engine import build_engine
+    from freshrec.errors import InvalidInput
 
     if list_formats:
         for f in FORMATS.values():
             console.print(f"[bold]{f.name:16}[/] {f.kind:7} {f.description}")
         return
+    if path is None:
+        raise InvalidInput("give the PATH of a file to import (or --list-formats to list the known formats)")
     if kind not in (None, "events", "items"):
-        raise ValueError(f"--kind must be 'events' or 'items', got {kind!r}")
+        raise InvalidInput(f"--kind must be 'events' or 'items', got {kind!r}")
     pairs = {}
     for m in mapping or []:
         field, sep, column = m.partition("=")
         if not sep or not field or not column:
-            raise ValueError(f"--map expects FIELD=COLUMN, got {m!r}")
+            raise InvalidInput(f"--map expects FIELD=COLUMN, got {m!r}")
         pairs[field] = column
-    engine = build_engine(settings_from(ctx), load_model=False, progress=True)
+    layout = Layout.from_options(header=header, columns=columns, delimiter=delimiter)
+    settings = settings_from(ctx)
+    validated = validate_file(
+        path,
+        settings.events,
+        kind=kind,  # type: ignore[arg-type]
+        fmt=fmt,
+        mapping=pairs,
+        default_type=event_type,
+        layout=layout,
+    )
+    engine = build_engine(settings, load_model=False, progress=True)
     try:
-        report = import_file(engine, path, kind=kind, fmt=fmt, mapping=pairs, default_type=event_type)  # type: ignore[arg-type]
+        report = store_file(engine, validated)
     finally:
         engine.close()
     console.print(
@@ -147,8 +197,8 @@ def train(
     ] = "test",
 ) -> None:
     """Train a transformer on the event log and publish it as the current model version."""
-    from freshrec.engine import build_engine
-    from freshrec.model.pipeline import train_and_publish
+    from freshrec.pipeline import train_and_publish
+    from freshrec.stores import open_stores
 
     settings = settings_from(
         ctx,
@@ -163,11 +213,11 @@ def train(
         },
         model={"dim": dim, "layers": layers, "heads": heads, "dropout": dropout, "max_len": max_len},
     )
-    engine = build_engine(settings, load_model=False, progress=True)
+    stores = open_stores(settings)
     try:
-        report = train_and_publish(engine, holdout=holdout, progress=True, warm_start=warm_start)
+        report = train_and_publish(stores, holdout=holdout, progress=True, warm_start=warm_start)
     finally:
-        engine.close()
+        stores.close()
     fit = report.fit
     if report.decision is not None:
         console.print(
@@ -215,17 +265,19 @@ def content_fit(
 
 
 def print_metrics(metrics: dict[str, Any]) -> None:
-    """The offline table: model vs popularity on the protocol's held-out items."""
+    """The offline table: the model (seen items filtered, as the protocol ranks, and unfiltered, as peers
+    such as RecBole's sequential models report) vs popularity on the protocol's held-out items."""
     cols = ["hr@10", "ndcg@10", "mrr@10", "hr@20", "ndcg@20"]
     table = Table(title=f"{metrics.get('protocol', '')} — {metrics.get('evaluated_on', '')}")
     table.add_column("scorer")
     for c in cols:
         table.add_column(c.upper(), justify="right")
     table.add_column("users", justify="right")
-    for name in ("model", "popularity"):
-        row = metrics.get(name)
+    rows = (("model", "model"), ("model_unfiltered", "model, seen items not filtered"), ("popularity", "popularity"))
+    for key, label in rows:
+        row = metrics.get(key)
         if row:
-            table.add_row(name, *(f"{row[c]:.4f}" for c in cols), str(row.get("n", "")))
+            table.add_row(label, *(f"{row[c]:.4f}" for c in cols), str(row.get("n", "")))
     console.print(table)
 
 
@@ -237,14 +289,14 @@ def evaluate(
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write the metrics as JSON here.")] = None,
 ) -> None:
     """Offline leave-one-out, full ranking: HR/NDCG/MRR@10 and @20 for the model and for popularity."""
-    from freshrec.engine import build_engine
-    from freshrec.model.pipeline import evaluate_version
+    from freshrec.pipeline import evaluate_version
+    from freshrec.stores import open_stores
 
-    engine = build_engine(settings_from(ctx), load_model=False)
+    stores = open_stores(settings_from(ctx))
     try:
-        result = evaluate_version(engine, version, progress=True)
+        result = evaluate_version(stores, version, progress=True)
     finally:
-        engine.close()
+        stores.close()
     print_metrics(result)
     text = json.dumps(result, indent=2)
     if json_out is not None:
@@ -361,23 +413,23 @@ def trainer(
 
     import torch
 
-    from freshrec.engine import build_engine
     from freshrec.online.process import watch_parent
-    from freshrec.online.trainer import OnlineTrainer
+    from freshrec.online.trainer import POLL_INTERVAL_S, OnlineTrainer
+    from freshrec.stores import open_stores
 
     settings = settings_from(ctx)
     torch.set_num_threads(settings.online.torch_threads)
-    engine = build_engine(settings, load_model=False)
+    stores = open_stores(settings)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     if exit_with_parent is not None:
         watch_parent(exit_with_parent, stop)
     try:
-        while engine.registry.current() is None and not stop.is_set():
-            stop.wait(settings.online.poll_interval_s * 4)  # nothing to fine-tune until a model is trained
+        while stores.registry.current() is None and not stop.is_set():
+            stop.wait(POLL_INTERVAL_S * 4)  # nothing to fine-tune until a model is trained
         if stop.is_set():
             return
-        online = OnlineTrainer(engine)
+        online = OnlineTrainer(stores)
         console.print(f"online trainer from {online.state.base_version} at offset {online.state.committed_offset}")
         batches = 0
         if once:
@@ -389,7 +441,7 @@ def trainer(
     except KeyboardInterrupt:
         pass
     finally:
-        engine.close()
+        stores.close()
 
 
 @app.command()

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,10 +25,17 @@ from pydantic_settings import (
 #: Event types every deployment knows. Custom ones are added with ``events.custom_types``.
 BUILTIN_EVENT_TYPES = ("view", "click", "cart", "purchase", "like", "dislike", "skip", "rating")
 
+
+class _Section(BaseModel):
+    """A settings section: unknown keys are errors (a misspelt or retired option must not be ignored)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 _toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("freshrec_toml_file", default=None)
 
 
-class StorageSettings(BaseModel):
+class StorageSettings(_Section):
     """Where data lives. Backends are chosen by URL scheme (``sqlite:///path``, ``memory://``)."""
 
     data_dir: Path = Field(Path("freshrec-data"), description="Directory for the embedded stores and models.")
@@ -51,7 +58,7 @@ class StorageSettings(BaseModel):
         return self.model_dir or self.data_dir / "models"
 
 
-class EventSettings(BaseModel):
+class EventSettings(_Section):
     """What an event may look like."""
 
     custom_types: list[str] = Field(default_factory=list, description="Event types beyond the built-in ones.")
@@ -76,7 +83,7 @@ class EventSettings(BaseModel):
         return self
 
 
-class StateSettings(BaseModel):
+class StateSettings(_Section):
     """Live per-user state."""
 
     max_sequence_length: int = Field(200, ge=1, description="Events kept per user (the sequence window).")
@@ -87,33 +94,14 @@ class StateSettings(BaseModel):
     trending_half_life_hours: float = Field(72.0, gt=0, description="Half-life of the trending score.")
 
 
-class ModelSettings(BaseModel):
+class ModelSettings(_Section):
     """Architecture of the sequential model (SASRec-style transformer)."""
 
     dim: int = Field(64, ge=8, description="Embedding and hidden size D.")
     heads: int = Field(2, ge=1, description="Attention heads per block (must divide dim).")
     layers: int = Field(2, ge=1, description="Transformer blocks.")
     dropout: float = Field(0.3, ge=0.0, lt=1.0, description="Dropout on embeddings, attention output and feed-forward.")
-    attention_dropout: float = Field(
-        0.0,
-        ge=0.0,
-        lt=1.0,
-        description="Dropout on the attention weights (the original SASRec's). Off by default: on CPU any rate "
-        "replaces PyTorch's fused attention with a slower unfused one (~30% of a training step) and it "
-        "measured no better.",
-    )
     max_len: int = Field(200, ge=2, description="Longest sequence the model reads.")
-    ffn_mult: int = Field(4, ge=1, description="Feed-forward width as a multiple of dim.")
-    use_event_types: bool = Field(True, description="Add an event-type embedding to each position.")
-    towers: int = Field(
-        1,
-        ge=1,
-        le=16,
-        description="Independent transformers trained side by side, each with its own loss; the user and item "
-        "vectors are their concatenations (dim x towers wide), so a score is the sum of the towers' scores: "
-        "an ensemble served through one index. Each tower costs as much to train and serve as the whole "
-        "model does with 1.",
-    )
 
     @model_validator(mode="after")
     def _heads_divide_dim(self) -> ModelSettings:
@@ -122,7 +110,7 @@ class ModelSettings(BaseModel):
         return self
 
 
-class TrainSettings(BaseModel):
+class TrainSettings(_Section):
     """How models are trained."""
 
     epochs: int = Field(200, ge=1, description="Upper bound on epochs; early stopping usually ends sooner.")
@@ -137,39 +125,33 @@ class TrainSettings(BaseModel):
     )
     compile: Literal["auto", "on", "off"] = Field(
         "auto",
-        description="torch.compile the training step; 'auto' does so for large datasets on CUDA or with bf16 "
-        "autocast only (compiled fp32 measured slower than eager on CPU).",
-    )
-    compile_min_positions: int = Field(
-        200_000, ge=0, description="With compile='auto', compile when an epoch has this many positions."
-    )
-    windows: bool = Field(
-        True, description="Cut sequences longer than max_len into windows so every interaction is a target."
+        description="torch.compile the training step; 'auto' does so for datasets large enough to repay the "
+        "compile time, on CUDA or under bf16 autocast (compiled fp32 is slower than eager on CPU).",
     )
     window_overlap: int = Field(
         0,
         ge=0,
-        description="With windows, each window also reads this many older entries as context (no targets), "
-        "so targets early in a window are not predicted from a short history; must be below model.max_len.",
+        description="Sequences longer than model.max_len are cut into windows; each window also reads this many "
+        "older entries as context (no targets), so targets early in a window are not predicted from a short "
+        "history, at about max_len / (max_len - overlap) times the compute; must be below model.max_len.",
     )
     exclude_seen: bool = Field(
         False,
-        description="Score each training target only against items its sequence does not already hold "
-        "(the ranking serving and the filtered protocol make, seen items removed); full softmax only. "
-        "Raised filtered NDCG@10 on MovieLens, lowered the generated shop's; leave off where requests "
-        "use exclude_seen=false.",
-    )
-    tower_order: Literal["shared", "own"] = Field(
-        "shared",
-        description="With model.towers > 1: 'shared' feeds every tower the same batch at each step; 'own' "
-        "gives each tower its own shuffle of the epoch's batches, as separately trained models would see "
-        "(always eager, so ~14% slower per epoch; equal quality within noise on ML-latest-small).",
+        description="Score each training target only against items its sequence does not already hold: the "
+        "ranking serving makes when requests exclude seen items (the default), so the model spends no capacity "
+        "pushing consumed items down. Leave off where requests use exclude_seen=false or repeat consumption "
+        "matters.",
     )
     max_seconds: float | None = Field(None, gt=0, description="Stop training after this many seconds.")
-    eval_batch_size: int = Field(512, ge=1, description="Users scored per batch during evaluation.")
+    valid_users: int = Field(
+        10_000,
+        ge=1,
+        description="Users whose held-out item is scored after every epoch for early stopping: a fixed random "
+        "sample of this many (every user when there are fewer). Each one is ranked against the whole catalogue.",
+    )
 
 
-class ServingSettings(BaseModel):
+class ServingSettings(_Section):
     """The HTTP service."""
 
     host: str = Field("127.0.0.1", description="Bind address of `freshrec serve`.")
@@ -177,17 +159,10 @@ class ServingSettings(BaseModel):
     default_k: int = Field(10, ge=1, description="List length when a request gives no k.")
     max_k: int = Field(500, ge=1, description="Largest k a request may ask for.")
     exclude_seen: bool = Field(True, description="Default for the exclude_seen query parameter.")
-    explain_window: int = Field(10, ge=1, description="Recent items searched for a recommendation's reason.")
     index: Literal["auto", "exact", "faiss-flat", "faiss-hnsw"] = Field(
-        "auto", description="Top-k retrieval: exact matrix product, faiss flat, or faiss HNSW (approximate)."
-    )
-    index_auto_threshold: int = Field(
-        200_000, ge=1, description="With index='auto', catalogues larger than this use faiss HNSW."
-    )
-    score_precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto",
-        description="Exact-index scoring precision: auto uses bf16 where the CPU has native bf16 (about 3x "
-        "faster over 100K items; rankings can differ between near-tied items), else fp32.",
+        description="Top-k retrieval: exact matrix product, faiss flat, or faiss HNSW (approximate); auto uses "
+        "HNSW above 200,000 items.",
     )
     micro_batch: int = Field(
         64, ge=1, description="Most concurrent requests scored in one forward pass (1 turns batching off)."
@@ -195,12 +170,9 @@ class ServingSettings(BaseModel):
     user_cache_size: int = Field(
         100_000, ge=0, description="Users whose encoded sequence is cached until their next event (0: off)."
     )
-    trending_refresh_s: float = Field(
-        1.0, ge=0, description="Seconds the trending ranking is reused before it is recomputed."
-    )
-    # On 2 cores a second intra-op thread made a one-user forward pass slower (0.80 -> 1.13 ms at length 50)
-    # for twice the CPU, and 35x slower while another process held the other core: its threads wait for
-    # each other at every op. Requests run concurrently and are batched instead (docs/benchmarks.md, section 6).
+    # On 2 cores a second intra-op thread made a one-user forward pass slower for twice the CPU, and far
+    # slower while another process held the other core: its threads wait for each other at every op.
+    # Requests run concurrently and are batched instead (docs/benchmarks.md, serving).
     torch_threads: int | None = Field(
         1,
         ge=1,
@@ -212,65 +184,24 @@ class ServingSettings(BaseModel):
     )
 
 
-class OnlineSettings(BaseModel):
+class OnlineSettings(_Section):
     """Continual learning from the event stream (the online trainer)."""
 
     enabled: bool = Field(True, description="`freshrec serve` starts the online trainer process.")
-    micro_batch_events: int = Field(2000, ge=1, description="Most events one micro-batch trains on.")
-    catch_up_events: int = Field(
-        4000,
+    micro_batch_events: int = Field(
+        2000,
         ge=1,
-        description="Most events one micro-batch trains on while more than micro_batch_events are already "
-        "waiting (the trainer is behind): fewer steps per event until it has caught up (values up to "
-        "micro_batch_events: never more than that).",
+        description="Most events one micro-batch trains on (twice as many while more than this are waiting: a "
+        "trainer that has fallen behind takes fewer, larger steps until it has caught up).",
     )
     micro_batch_seconds: float = Field(
         2.0, ge=0, description="A smaller micro-batch is trained once its first event is this old."
     )
-    context: int = Field(20, ge=1, description="Sequence entries of context before each new event in training.")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate of online fine-tuning.")
     replay_ratio: float = Field(
         1.0, ge=0, description="Replayed older users per affected user in a micro-batch (anti-forgetting)."
     )
-    replay_span: int = Field(
-        8, ge=1, description="Target entries per replayed user: a random span of its sequence (with context)."
-    )
     buffer_size: int = Field(20_000, ge=1, description="Users kept in the reservoir replay buffer.")
-    # Replay tuning (docs/benchmarks.md, section 6): 1e-3 x 1 step adds +12.5% on Amazon, +9.8% on
-    # MovieLens-100K and +3.4% on the drifting shop; more steps with a faster item table and a warm-up reach
-    # +4.9% on the shop but cost MovieLens. Tune per deployment with `freshrec replay`.
-    lr: float = Field(1e-3, gt=0, description="AdamW learning rate of online fine-tuning.")
-    steps_per_batch: int = Field(
-        1,
-        ge=1,
-        description="Optimisation steps per micro-batch while the trainer is caught up; it stops after one "
-        "step whenever a whole micro-batch of events is already waiting.",
-    )
-    warmup_steps: int = Field(
-        0,
-        ge=0,
-        description="Steps over which the online learning rate ramps up linearly after the trainer starts or "
-        "restarts its weights (0: none).",
-    )
-    # Replays (docs/benchmarks.md, section 6): without dropout ML-100K +11.2% vs +7.9%, shop +2.0% vs +1.8%,
-    # Amazon +9.7% vs +13.5% over live sequences -- the same on average -- at 1.34x the trainer's events/s.
-    dropout: float | None = Field(
-        0.0,
-        ge=0,
-        lt=1,
-        description="Dropout rate while fine-tuning online (null: the model's own). Off by default: the replays "
-        "gained as much without it, and dropout in attention forces PyTorch's unfused attention on CPU (the "
-        "trainer keeps up with 1.34x the events/s without it).",
-    )
-    item_lr_scale: float = Field(
-        1.0, gt=0, description="The item table's learning rate is online.lr times this (embeddings vs dense layers)."
-    )
-    loss: Literal["full_softmax", "sampled_softmax"] = Field(
-        "full_softmax",
-        description="Loss of online fine-tuning: the full softmax over the catalogue, or a sampled softmax "
-        "against online.negatives uniformly drawn items (log-Q corrected; about half of a step's arithmetic "
-        "saved at 3.4K items, more as the catalogue grows).",
-    )
-    negatives: int = Field(512, ge=1, description="Negatives per step of the sampled softmax (online.loss).")
     publish_interval_s: float = Field(10.0, ge=0, description="Seconds between gate decisions (publish attempts).")
     idle_publish_s: float = Field(
         30.0,
@@ -285,45 +216,18 @@ class OnlineSettings(BaseModel):
         description="A candidate may be this much worse (relative NDCG@10) than the current version, and on the "
         "older holdout than the lineage's first version, and still publish.",
     )
-    gate_noise_z: float = Field(
-        1.64,
-        ge=0,
-        description="A candidate is held back only if worse beyond the tolerance by more than this many standard "
-        "errors of the paired per-user difference (1.64: one-sided 95%; 0: compare the means only).",
-    )
-    resync_after_rejections: int = Field(
-        3,
-        ge=0,
-        description="After this many gate rejections in a row for falling behind the lineage's first version on "
-        "the older holdout (drift), the trainer restarts its weights from the served version (0: never).",
-    )
-    gate_recent_users: int = Field(500, ge=1, description="Newest-event holdout size (users) for the gate.")
-    gate_older_users: int = Field(1000, ge=1, description="Fixed older holdout size (users) for forgetting.")
-    poll_interval_s: float = Field(0.5, gt=0, description="Pause when the log has nothing new.")
-    content_refit_s: float = Field(
-        60.0,
-        ge=0,
-        description="Seconds the content -> row mapping and the user sample that new items' rows are built and "
-        "calibrated with are reused; serving likewise reuses its mapping for a version fine-tuned from the "
-        "one it serves.",
-    )
-    new_row_calibration: Literal["median", "frequency", "none"] = Field(
-        "median",
-        description="Where a new item's row is set to score on average: like the median existing item "
-        "(median), at the rate the micro-batch chose it (frequency: its mean softmax probability over sampled "
-        "users equals its share of the micro-batch's positive events), or left as built (none).",
-    )
     nice: int = Field(10, ge=0, le=19, description="Scheduling niceness of the trainer process under `serve`.")
     sched_idle: bool = Field(
         True,
         description="Under `serve`, run the trainer with Linux's SCHED_IDLE policy: it gets only CPU time no "
-        "other process wants, so a serving thread waking up never waits behind it (falls back to `nice`).",
+        "other process wants, so a serving thread waking up never waits behind it (falls back to `nice`). Turn "
+        "it off where other steady load on the machine would starve the trainer.",
     )
     torch_threads: int = Field(1, ge=1, description="Intra-op threads of the trainer (leave cores for serving).")
 
 
-class ContentSettings(BaseModel):
-    """Item content and cold start: the encoder, the content -> item-space mapping, exploration."""
+class ContentSettings(_Section):
+    """Item content and cold start: the encoder and exploration."""
 
     enabled: bool = Field(
         True, description="Fit the content encoder at `freshrec train` and serve new items from their content."
@@ -331,12 +235,6 @@ class ContentSettings(BaseModel):
     encoder: Literal["tfidf", "minilm"] = Field(
         "tfidf", description="tfidf (light, default) or minilm (all-MiniLM-L6-v2; needs freshrec[text])."
     )
-    dim: int = Field(128, ge=2, description="Dimensions of the tfidf encoder (truncated SVD).")
-    ridge_l2: float = Field(1.0, gt=0, description="L2 penalty of the content -> item-row ridge regression.")
-    norm_scale: float = Field(
-        1.0, gt=0, description="Mapped rows get this times the median norm of learned rows (score confidence)."
-    )
-    max_fit_items: int = Field(50_000, ge=2, description="Most warm items the mapping is fitted on.")
     exploration_slots: int = Field(
         1, ge=0, description="Slots per list (of default_k) given to little-exposed items (0: no exploration)."
     )

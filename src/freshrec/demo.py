@@ -22,7 +22,7 @@ from rich.table import Table
 from freshrec.config import Settings
 from freshrec.datasets.synthetic import SyntheticShop, generate_shop
 from freshrec.engine import Engine, build_engine
-from freshrec.model.pipeline import train_and_publish
+from freshrec.pipeline import train_and_publish
 from freshrec.serving.app import create_app
 
 
@@ -124,7 +124,7 @@ def run_demo(
             engine.ingest(shop.events[i : i + 1000])
         console.print(f"ingested {len(shop.events):,} events durably in {time.perf_counter() - started:.1f}s")
         console.rule("training the transformer (offline leave-one-out, full ranking)")
-        report = train_and_publish(engine, progress=True)
+        report = train_and_publish(engine.stores, progress=True)
         m, p = report.metrics["model"], report.metrics["popularity"]
         console.print(
             f"published {report.version} after {report.fit.epochs} epochs ({report.fit.seconds:.0f}s): "

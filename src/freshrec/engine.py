@@ -14,13 +14,11 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from freshrec.catalog.base import Catalog, open_catalog
 from freshrec.config import Settings
-from freshrec.content.store import ContentStore
 from freshrec.errors import InvalidInput, NotFound
-from freshrec.events.base import EventLog, open_event_log
-from freshrec.model.registry import ModelNotFoundError, ModelRegistry
-from freshrec.recommend import Recommender
+from freshrec.model.gate import GateLog
+from freshrec.model.registry import ModelNotFoundError
+from freshrec.recommend import TRENDING_REFRESH_S, Recommender
 from freshrec.schema import (
     AppendResult,
     EventAck,
@@ -36,11 +34,11 @@ from freshrec.schema import (
     SimilarItems,
     UserStateOut,
 )
-from freshrec.sequence import EventTypes
 from freshrec.serving_model import ServingModel
 from freshrec.state.base import StateStore, open_state_store
 from freshrec.state.preferences import PreferenceStore
 from freshrec.state.trending import Trending
+from freshrec.stores import Stores, open_stores
 from freshrec.validation import check_events, check_items
 
 log = logging.getLogger(__name__)
@@ -62,30 +60,30 @@ class Engine:
     >>> engine.close()
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        event_log: EventLog,
-        catalog: Catalog,
-        state: StateStore,
-        registry: ModelRegistry,
-    ) -> None:
+    def __init__(self, stores: Stores, state: StateStore, trending_refresh_s: float = TRENDING_REFRESH_S) -> None:
+        settings = stores.settings
+        self.stores = stores
         self.settings = settings
-        self.event_log = event_log
-        self.catalog = catalog
+        self.event_log = stores.event_log
+        self.catalog = stores.catalog
+        self.registry = stores.registry
+        self.types = stores.types
+        #: Content vectors for cold start (None when content is disabled); fitted by `freshrec train`.
+        self.content = stores.content
         self.state = state
-        self.registry = registry
-        self.types = EventTypes(settings.events.types, settings.events.negative_types)
         self.trending = Trending(settings.state.trending_half_life_hours * 3600.0)
         self.preferences = PreferenceStore(
             settings.storage.data_dir / "preferences.db", synchronous=settings.storage.sqlite_synchronous
         )
         self.recommender = Recommender(
-            state, catalog, self.trending, self.types, settings.serving, settings.content, self.preferences
-        )
-        #: Content vectors for cold start (None when content is disabled); fitted by `freshrec train`.
-        self.content: ContentStore | None = (
-            ContentStore(settings.storage.data_dir / "content", catalog) if settings.content.enabled else None
+            state,
+            self.catalog,
+            self.trending,
+            self.types,
+            settings.serving,
+            settings.content,
+            self.preferences,
+            trending_refresh_s=trending_refresh_s,
         )
         # Appending and applying happen under one lock so state always follows the log's offset order.
         self._ingest_lock = threading.Lock()
@@ -221,11 +219,10 @@ class Engine:
         cold items; returns how many items have content."""
         if self.content is None:
             raise InvalidInput("content is disabled (content.enabled = false)")
-        cfg = self.settings.content
-        n = self.content.fit(encoder or cfg.encoder, dim=cfg.dim, progress=progress)
+        n = self.content.fit(encoder or self.settings.content.encoder, progress=progress)
         serving = self.recommender.serving
         if serving is not None:
-            serving.attach_content(self.content, cfg)
+            serving.attach_content(self.content)
         return n
 
     def get_item(self, item_id: str) -> ItemOut:
@@ -251,15 +248,10 @@ class Engine:
                 self.registry.set_current(version)
         except ModelNotFoundError as exc:
             raise NotFound(str(exc)) from exc
-        serving = self.settings.serving
-        model = ServingModel(
-            loaded, self.catalog, self.types, serving.index, serving.index_auto_threshold, serving.score_precision
-        )
+        model = ServingModel(loaded, self.catalog, self.types, self.settings.serving.index)
         content_version = self.content.version if self.content is not None else 0
-        if self.content is not None and not model.reuse_content(
-            self.recommender.serving, self.content, self.settings.online.content_refit_s
-        ):
-            model.attach_content(self.content, self.settings.content)
+        if self.content is not None and not model.reuse_content(self.recommender.serving, self.content):
+            model.attach_content(self.content)
         self.recommender.swap(model)
         if self.content is not None and self.content.version != content_version:
             model.update_cold(self.content.with_content())  # items upserted while we were mapping
@@ -277,8 +269,6 @@ class Engine:
 
     def model_history(self) -> dict[str, Any]:
         """Lineage of every version plus the quality gate's decisions, newest last."""
-        from freshrec.online.gate import GateLog
-
         return {
             "current": self.registry.current(),
             "pinned": self.registry.pinned(),
@@ -327,28 +317,30 @@ class Engine:
 
     def close(self) -> None:
         self.recommender.close()
-        self.event_log.close()
-        self.catalog.close()
+        self.stores.close()
         self.preferences.close()
 
 
-def build_engine(settings: Settings, *, load_model: bool = True, progress: bool = False) -> Engine:
-    """Open every store the settings name, rebuild live state from the log, load the current model."""
-    storage = settings.storage
-    storage.data_dir.mkdir(parents=True, exist_ok=True)
-    types = EventTypes(settings.events.types, settings.events.negative_types)
-    engine = Engine(
-        settings,
-        open_event_log(storage.resolved_event_log_url(), synchronous=storage.sqlite_synchronous),
-        open_catalog(storage.resolved_catalog_url(), synchronous=storage.sqlite_synchronous),
-        open_state_store(
-            storage.state_url,
-            types=types,
-            max_len=settings.state.max_sequence_length,
-            collapse_repeats=settings.state.collapse_repeats,
-        ),
-        ModelRegistry(storage.resolved_model_dir()),
+def build_engine(
+    settings: Settings,
+    *,
+    load_model: bool = True,
+    progress: bool = False,
+    trending_refresh_s: float = TRENDING_REFRESH_S,
+) -> Engine:
+    """Open every store the settings name, rebuild live state from the log, load the current model.
+
+    ``trending_refresh_s``: how long the trending ranking is reused (the streaming replay, which runs on
+    stream time, recomputes it for every event with 0).
+    """
+    stores = open_stores(settings)
+    state = open_state_store(
+        settings.storage.state_url,
+        types=stores.types,
+        max_len=settings.state.max_sequence_length,
+        collapse_repeats=settings.state.collapse_repeats,
     )
+    engine = Engine(stores, state, trending_refresh_s)
     engine.catch_up(progress=progress)
     if load_model and engine.registry.current() is not None:
         engine.load_model()

@@ -21,15 +21,19 @@ from freshrec.catalog.base import Catalog
 from freshrec.config import ContentSettings, ServingSettings
 from freshrec.errors import InvalidInput, ModelUnavailable, NotFound
 from freshrec.rerank import describe, explain_by_sequence
-from freshrec.schema import RecommendationList, RecommendedItem, SimilarItems
+from freshrec.schema import RecommendationList, RecommendedItem, SimilarItems, UserSnapshot
 from freshrec.sequence import EventTypes
 from freshrec.serving_model import ServingModel
-from freshrec.state.base import StateStore, UserSnapshot
+from freshrec.state.base import StateStore
 from freshrec.state.preferences import PreferenceStore
 from freshrec.state.trending import Trending
 
 #: Trending entries kept ranked beyond max_k, so filtering a user's seen items rarely runs short.
 _TRENDING_EXTRA = 1000
+#: Seconds the trending ranking (and the exposure counts) are reused before being recomputed.
+TRENDING_REFRESH_S = 1.0
+#: Newest sequence entries searched for the entry that explains a recommendation.
+EXPLAIN_WINDOW = 10
 
 
 @dataclass
@@ -76,8 +80,10 @@ class Recommender:
         settings: ServingSettings,
         content: ContentSettings | None = None,
         preferences: PreferenceStore | None = None,
+        trending_refresh_s: float = TRENDING_REFRESH_S,
     ) -> None:
         self.content_settings = content or ContentSettings()
+        self.trending_refresh_s = trending_refresh_s
         self.preferences = preferences
         self._category_cache: tuple[int, dict[str, np.ndarray]] | None = None
         self.state = state
@@ -161,7 +167,7 @@ class Recommender:
         """[N + 1] interactions per item (refreshed like the trending ranking)."""
         now = time.monotonic()
         cached = self._exposure_cache
-        if cached is None or cached[1] != self.catalog.version or now - cached[0] >= self.settings.trending_refresh_s:
+        if cached is None or cached[1] != self.catalog.version or now - cached[0] >= self.trending_refresh_s:
             cached = self._exposure_cache = (now, self.catalog.version, self.trending.counts(len(self.catalog)))
         return cached[2]
 
@@ -264,7 +270,7 @@ class Recommender:
                 self._cache.popitem(last=False)
 
     def _finish(self, plan: _Scoring, scored: _Scored) -> RecommendationList:
-        serving, window = plan.serving, self.settings.explain_window
+        serving, window = plan.serving, EXPLAIN_WINDOW
         recent = plan.rows[-window:]
         recent_types = [self.types.name(int(c)) for c in plan.types[-window:]]
         labels = [
@@ -289,14 +295,10 @@ class Recommender:
 
     def _trending_ranking(self) -> tuple[np.ndarray, np.ndarray]:
         """Available items by decayed popularity (top max_k + extra), recomputed at most every
-        ``serving.trending_refresh_s`` seconds or when the catalogue changes."""
+        ``trending_refresh_s`` seconds or when the catalogue changes."""
         now = time.monotonic()
         cached = self._trending_cache
-        if (
-            cached is not None
-            and cached[1] == self.catalog.version
-            and now - cached[0] < self.settings.trending_refresh_s
-        ):
+        if cached is not None and cached[1] == self.catalog.version and now - cached[0] < self.trending_refresh_s:
             return cached[2], cached[3]
         n = len(self.catalog)
         scores = self.trending.scores(n)

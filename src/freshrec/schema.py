@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, field_validator
 
 #: Absolute cap on id length; the configured ``events.max_id_length`` (default 256) is checked on top.
@@ -127,6 +128,22 @@ class EventRecord:
     value: float | None = None
     event_id: str | None = None
     context: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UserSnapshot:
+    """A consistent copy of one user's state, safe to read while new events arrive.
+
+    ``items``/``types``/``ts``: [S] newest last (catalogue indices, type codes, unix seconds);
+    ``seen``: sorted catalogue indices of every item the user ever acted on; ``version`` changes whenever
+    the state does (a cache key for anything derived from it).
+    """
+
+    items: np.ndarray
+    types: np.ndarray
+    ts: np.ndarray
+    seen: np.ndarray
+    version: int = 0
 
 
 @dataclass(slots=True)

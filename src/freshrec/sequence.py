@@ -1,19 +1,22 @@
-"""How events become a user's sequence: the one rule both live state and training data use.
+"""How events become a user's sequence: the one rule live state, training data and the online trainer use.
 
-Live serving and offline training must read the same sequence for the same events, or the model is
-trained on one thing and served another. So both build sequences through :class:`UserSequence`:
+Live serving, offline training, the online trainer and its quality gate must read the same sequence for
+the same events, or the model is trained on one thing, judged on another and served a third. So all of
+them fold events through :class:`Sequences` (one :class:`UserSequence` per user):
 
 * entries are kept in event-time order; events with equal time keep arrival order;
 * negative events (``dislike``, ``skip``) are remembered as seen (never recommended) but are not entries;
 * with ``collapse_repeats``, consecutive events on the same item (view -> cart -> purchase) form one entry
-  whose type is the latest action, so the model learns "what comes next", not "repeat the last item".
+  whose type is the latest action, so the model learns "what comes next", not "repeat the last item";
+* an event whose type the registry does not know (a custom type removed from the settings after it was
+  logged) is an entry with type code 0, which the model reads as "no type".
 """
 
 from __future__ import annotations
 
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -26,6 +29,8 @@ class EventTypes:
     >>> types = EventTypes(["view", "purchase", "skip"], negative=["skip"])
     >>> types.code["purchase"], types.is_negative("skip"), len(types)
     (2, True, 3)
+    >>> types.code_of("teleport"), types.name(0)   # a type the registry does not know
+    (0, 'unknown')
     """
 
     def __init__(self, names: Sequence[str], negative: Iterable[str] = ()) -> None:
@@ -44,8 +49,24 @@ class EventTypes:
     def is_negative(self, name: str) -> bool:
         return name in self.negative
 
+    def code_of(self, name: str) -> int:
+        """The model code of a type name; 0 for a name the registry does not know."""
+        return self.code.get(name, 0)
+
     def name(self, code: int) -> str:
-        return self.names[code - 1]
+        """The name of a model code (``"unknown"`` for 0)."""
+        return self.names[code - 1] if code > 0 else "unknown"
+
+    def translation(self, model_types: Sequence[str]) -> np.ndarray:
+        """[len(self) + 1] int64: this registry's codes -> the codes of a model trained with ``model_types``
+        (0 where the model does not know the type), so a version trained before a type was added still reads
+        sequences correctly.
+
+        >>> EventTypes(["view", "cart", "buy"]).translation(["view", "buy"]).tolist()
+        [0, 1, 0, 2]
+        """
+        model_code = {name: i + 1 for i, name in enumerate(model_types)}
+        return np.array([0] + [model_code.get(n, 0) for n in self.names], dtype=np.int64)
 
 
 class UserSequence:
@@ -130,3 +151,80 @@ class UserSequence:
 
     def type_array(self) -> np.ndarray:
         return np.frombuffer(self.types, dtype=np.int8).astype(np.int64)
+
+    def ts_array(self) -> np.ndarray:
+        """Entry times as a float64 array (a copy)."""
+        return np.frombuffer(self.ts, dtype=np.float64).copy()
+
+
+#: ``before(position, sequence)``: called by :meth:`Sequences.fold` with the user's sequence as it is just
+#: before the event at ``position`` is folded in (``None`` for a user without one yet).
+BeforeFold = Callable[[int, "UserSequence | None"], None]
+
+
+class Sequences:
+    """Every user's :class:`UserSequence`, built by the one fold rule (see the module docstring).
+
+    Parameters
+    ----------
+    types
+        The event-type registry: codes, and which types are negative.
+    max_len
+        Entries kept per user (oldest dropped first); ``None`` keeps everything (training data).
+    collapse_repeats
+        Merge consecutive events on the same item into one entry.
+
+    Example
+    -------
+    >>> from freshrec.schema import EventRecord
+    >>> seqs = Sequences(EventTypes(["view", "skip"], negative=["skip"]), max_len=5)
+    >>> events = [EventRecord(1, "u", "a", "view", 1.0), EventRecord(2, "u", "b", "skip", 2.0),
+    ...           EventRecord(3, "u", "c", "view", 3.0)]
+    >>> seqs.fold(events, [1, 2, 3])      # the users whose sequence gained an entry, per event
+    ['u', 'u']
+    >>> seqs.get("u").item_array().tolist(), seqs.get("u").seen_list()
+    ([1, 3], [1, 2, 3])
+    """
+
+    def __init__(self, types: EventTypes, max_len: int | None = None, collapse_repeats: bool = True) -> None:
+        self.types = types
+        self.max_len = max_len
+        self.collapse_repeats = collapse_repeats
+        self._users: dict[str, UserSequence] = {}
+        self._created = 0
+
+    def __len__(self) -> int:
+        return len(self._users)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._users)
+
+    def __contains__(self, user_id: object) -> bool:
+        return user_id in self._users
+
+    def get(self, user_id: str) -> UserSequence | None:
+        return self._users.get(user_id)
+
+    def pop(self, user_id: str) -> UserSequence | None:
+        return self._users.pop(user_id, None)
+
+    def fold(self, events: Sequence, item_idx: Sequence[int], before: BeforeFold | None = None) -> list[str]:
+        """Fold ``events`` (:class:`~freshrec.schema.EventRecord`, in log order) into the users' sequences;
+        ``item_idx[j]`` is event ``j``'s catalogue index. Returns the user of each event that added an
+        entry, in order (repeats included). ``before`` sees each user's sequence just before each event
+        (see :data:`BeforeFold`): the history the event was chosen after."""
+        users, code_of, negative = self._users, self.types.code_of, self.types.negative
+        added: list[str] = []
+        for j, (e, idx) in enumerate(zip(events, item_idx, strict=True)):
+            seq = users.get(e.user_id)
+            if before is not None:
+                before(j, seq)
+            if seq is None:
+                seq = users[e.user_id] = UserSequence(self.max_len, self.collapse_repeats)
+                # versions never repeat for a user id, even one deleted and recreated: a cache keyed by
+                # (user, version) must not serve a deleted history to the new one
+                self._created += 1
+                seq.version = self._created << 32
+            if seq.add(idx, code_of(e.type), e.ts, e.type in negative):
+                added.append(e.user_id)
+        return added

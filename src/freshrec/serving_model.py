@@ -12,7 +12,6 @@ import numpy as np
 import torch
 
 from freshrec.catalog.base import Catalog
-from freshrec.config import ContentSettings
 from freshrec.content.mapping import ContentMapping, fit_for_model
 from freshrec.content.store import ContentStore
 from freshrec.index.base import build_index
@@ -22,6 +21,10 @@ from freshrec.model.rowmap import RowMap
 from freshrec.sequence import EventTypes
 
 log = logging.getLogger(__name__)
+
+#: Seconds a content mapping is reused for versions fine-tuned from the one it was fitted for (a
+#: micro-batch barely moves the item table's broad shape, which is all the mapping reads).
+MAPPING_REUSE_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -54,9 +57,7 @@ class ServingModel:
         loaded: LoadedModel,
         catalog: Catalog,
         types: EventTypes,
-        index: str = "exact",
-        index_auto_threshold: int = 200_000,
-        score_precision: str = "fp32",
+        index: str = "auto",
     ) -> None:
         self.version = loaded.version
         self.model = loaded.model.eval()
@@ -65,11 +66,10 @@ class ServingModel:
         self.row_map = RowMap.from_item_ids(catalog, loaded.item_ids)
         self.catalog_of_row = self.row_map.catalog_of_row  # [Nm + 1]
         # The model's type codes follow the type list it was trained with; map ours onto them.
-        model_code = {name: i + 1 for i, name in enumerate(loaded.event_types)}
-        self.type_map = np.array([0] + [model_code.get(n, 0) for n in types.names], dtype=np.int64)
+        self.type_map = types.translation(loaded.event_types)
         with torch.no_grad():
             vectors = self.model.item_emb.weight.detach().float().clone()
-        self.index = build_index(vectors, index, index_auto_threshold, score_precision)
+        self.index = build_index(vectors, index)
         self.unit = torch.nn.functional.normalize(vectors, dim=1)
         self.unit_np = self.unit.numpy()  # numpy is cheaper than torch for the tiny products in reasons
         self._allowed: tuple[int, torch.Tensor] | None = None
@@ -89,14 +89,14 @@ class ServingModel:
 
     # ---- cold start ------------------------------------------------------------------------------
 
-    def attach_content(self, content: ContentStore, settings: ContentSettings) -> None:
+    def attach_content(self, content: ContentStore) -> None:
         """Fit the content -> row mapping on this version's warm items and map every item the model has
         no row for, so those items are scored from their content. No-op without a fitted encoder."""
         if not content.fitted:
             return
         table = self.model.item_emb.weight.detach().float().numpy()
         learned = np.flatnonzero(~self.unlearned[1:]) + 1
-        mapping = fit_for_model(content, self.catalog_of_row, table, learned, settings, np.random.default_rng(0))
+        mapping = fit_for_model(content, self.catalog_of_row, table, learned, np.random.default_rng(0))
         if mapping is None:
             return
         self.content, self.mapping, self.mapping_fitted_at = content, mapping, time.monotonic()
@@ -110,10 +110,10 @@ class ServingModel:
         )
         self.update_cold(content.with_content())
 
-    def reuse_content(self, previous: ServingModel | None, content: ContentStore, max_age_s: float) -> bool:
+    def reuse_content(self, previous: ServingModel | None, content: ContentStore) -> bool:
         """Take over ``previous``'s content mapping instead of fitting one, when this version was fine-tuned
-        from it (its ``parent``) and the mapping is younger than ``max_age_s``; then map the cold items.
-        False (nothing changed) otherwise.
+        from it (its ``parent``) and the mapping is younger than :data:`MAPPING_REUSE_S`; then map the cold
+        items. False (nothing changed) otherwise.
 
         The online trainer publishes every few seconds, and a micro-batch barely moves the table's broad
         shape, which is all the mapping reads; refitting at every swap would cost the serving process a
@@ -125,7 +125,7 @@ class ServingModel:
             or previous.content is not content
             or self.meta.get("parent") != previous.version
             or previous.unit.shape[1] != self.unit.shape[1]
-            or not time.monotonic() - previous.mapping_fitted_at < max_age_s
+            or not time.monotonic() - previous.mapping_fitted_at < MAPPING_REUSE_S
         ):
             return False
         self.content, self.mapping, self.mapping_fitted_at = content, previous.mapping, previous.mapping_fitted_at

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # each script starts a fresh interpreter and trains: the second CI stage
+
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPTS = [

@@ -113,13 +113,13 @@ def test_online_trainer_initialises_new_rows_from_content(trained_engine: Engine
     _user, recent = _last_user_and_item(trained)
     twin, _ = _twin_and_stranger(trained, recent)
     trained_engine.upsert_items([twin, ItemIn(item_id="bare-new")])
-    trainer = OnlineTrainer(trained_engine)
+    trainer = OnlineTrainer(trained_engine.stores)
     idx = trained_engine.catalog.internal_ids(["new-twin", "bare-new"], create=False)
-    rows = trainer._content_rows(idx)
+    rows = trainer.growth.content_rows(trainer.learner)(idx)
     assert rows is not None and bool(rows[0].isfinite().all()) and bool(rows[1].isnan().all())
     # the mapped row points where the twin's learned row points
     table = trainer.model.item_emb.weight.detach()
-    src = trainer.row_map.rows(np.array(trained_engine.catalog.internal_ids([recent.item_id])))[0]
+    src = trainer.learner.rows(np.array(trained_engine.catalog.internal_ids([recent.item_id])))[0]
     cos = float(rows[0] @ table[src] / (rows[0].norm() * table[src].norm()))
     assert cos > 0.3
 
@@ -135,14 +135,14 @@ def test_rows_that_never_trained_are_served_from_content(trained_engine: Engine,
     # pretend the user's last item never occurred in training: its row only ever lost the softmax
     meta = {**loaded.meta, "untrained_items": [recent.item_id]}
     serving = ServingModel(dataclasses.replace(loaded, meta=meta), trained_engine.catalog, trained_engine.types)
-    serving.attach_content(trained_engine.content, trained_engine.settings.content)
+    serving.attach_content(trained_engine.content)
     idx = trained_engine.catalog.internal_id(recent.item_id, create=False)
     row = int(serving.rows(np.array([idx]))[0])
     assert serving.unlearned[row] and not bool(serving.allowed(trained_engine.catalog)[row])
     assert idx in serving.cold.catalog_idx  # scored through its content instead
 
 
-def test_a_fine_tuned_child_version_reuses_the_content_mapping(trained_engine: Engine, trained) -> None:
+def test_a_fine_tuned_child_version_reuses_the_content_mapping(trained_engine: Engine, trained, monkeypatch) -> None:
     """Hot swaps to the online trainer's versions skip the refit; anything else (or an old mapping) refits."""
     _user, recent = _last_user_and_item(trained)
     twin, _ = _twin_and_stranger(trained, recent)
@@ -170,6 +170,6 @@ def test_a_fine_tuned_child_version_reuses_the_content_mapping(trained_engine: E
     third = trained_engine.recommender.serving
     assert third.mapping is not None and third.mapping is not second.mapping
 
-    trained_engine.settings.online.content_refit_s = 0.0  # every mapping counts as too old
+    monkeypatch.setattr("freshrec.serving_model.MAPPING_REUSE_S", 0.0)  # every mapping counts as too old
     trained_engine.load_model(publish(third.version))
     assert trained_engine.recommender.serving.mapping is not third.mapping

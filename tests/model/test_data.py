@@ -25,14 +25,14 @@ def test_valid_holdout_trains_on_all_but_last() -> None:
 
 
 def test_training_batches_shift_targets_and_trim_padding() -> None:
-    data = seqs([1, 2, 3, 4, 5], [6, 7], [8])
-    tb = TrainingBatches(data.items, data.types, max_len=3, batch_size=8, windows=False)
+    data = seqs([1, 2, 3, 4], [6, 7], [8])
+    tb = TrainingBatches(data.items, data.types, max_len=3, batch_size=8)
     assert tb.positions == 3 + 1  # the one-item sequence cannot train
     [batch] = list(tb.epoch(np.random.default_rng(0)))
     rows = {tuple(r) for r in batch.items.tolist()}
-    assert rows == {(2, 3, 4), (6, 0, 0)}  # newest 3 inputs, right-padded, trimmed to width 3
+    assert rows == {(1, 2, 3), (6, 0, 0)}  # inputs right-padded, trimmed to the longest, width 3
     pairs = {tuple(x): tuple(y) for x, y in zip(batch.items.tolist(), batch.targets.tolist(), strict=True)}
-    assert pairs[(2, 3, 4)] == (3, 4, 5) and pairs[(6, 0, 0)] == (7, 0, 0)
+    assert pairs[(1, 2, 3)] == (2, 3, 4) and pairs[(6, 0, 0)] == (7, 0, 0)
 
 
 def test_pad_histories_keeps_newest() -> None:
@@ -42,20 +42,19 @@ def test_pad_histories_keeps_newest() -> None:
 
 def test_windows_make_every_interaction_a_target_once() -> None:
     data = seqs(list(range(1, 10)))  # 9 entries -> 8 targets
-    windowed = TrainingBatches(data.items, data.types, max_len=3, batch_size=8, windows=True)
+    windowed = TrainingBatches(data.items, data.types, max_len=3, batch_size=8)
     assert sorted(windowed.lengths.tolist()) == [2, 3, 3]
     targets = sorted(int(t) for t in windowed.targets.ravel() if t)
     assert targets == list(range(2, 10))
     for x, y in zip(windowed.inputs, windowed.targets, strict=True):
         real = y > 0
         assert (y[real] == x[real] + 1).all()  # each target follows its own input
-    newest_only = TrainingBatches(data.items, data.types, max_len=3, batch_size=8, windows=False)
-    assert newest_only.lengths.tolist() == [3] and newest_only.targets[0].tolist() == [7, 8, 9]
+    assert [7, 8, 9] in windowed.targets.tolist()  # the newest window holds the newest targets
 
 
 def test_overlapping_windows_give_targets_context_and_score_each_once() -> None:
     data = seqs(list(range(1, 31)))  # 30 entries -> 29 targets
-    tb = TrainingBatches(data.items, data.types, max_len=8, batch_size=8, windows=True, overlap=5)
+    tb = TrainingBatches(data.items, data.types, max_len=8, batch_size=8, overlap=5)
     targets = sorted(int(t) for t in tb.targets.ravel() if t)
     assert targets == list(range(2, 31))  # every interaction is a target exactly once
     assert tb.positions == 29
@@ -65,7 +64,7 @@ def test_overlapping_windows_give_targets_context_and_score_each_once() -> None:
         first = int(np.argmax(real))
         if x[0] != 1:  # every window but the oldest reads 5 entries of context before its first target
             assert first == 5
-    plain = TrainingBatches(data.items, data.types, max_len=8, batch_size=8, windows=True)
+    plain = TrainingBatches(data.items, data.types, max_len=8, batch_size=8)
     assert len(tb.lengths) > len(plain.lengths)  # the price: more (overlapping) windows
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import TrainedStore
+from tests.conftest import TrainedStore, wait_for
 
 
 def test_repeated_swaps_under_load_fail_no_request(server_factory, trained: TrainedStore, tmp_path: Path) -> None:
@@ -49,7 +49,9 @@ def test_repeated_swaps_under_load_fail_no_request(server_factory, trained: Trai
         for swap in range(12):
             r = client.post("/v1/model/reload", json={"version": versions[swap % 3]})
             assert r.status_code == 200 and r.json()["version"] == versions[swap % 3]
-            time.sleep(0.1)
+            # let requests run on this version before the next swap (progress, not a pause)
+            served = len(results)
+            wait_for(lambda n=served: len(results) >= n + 8, "requests after a swap")
     stop.set()
     for w in workers:
         w.join()
@@ -76,7 +78,7 @@ def test_embedded_trainer_publishes_and_serving_swaps(server_factory, trained: T
     items = [it.item_id for it in trained.shop.items]
     with httpx.Client(base_url=server.url, timeout=30) as client:
         assert client.get("/v1/model").json()["version"] == trained.version
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 600
         n = 0
         while time.monotonic() < deadline:
             batch = [
@@ -93,10 +95,12 @@ def test_embedded_trainer_publishes_and_serving_swaps(server_factory, trained: T
         history = client.get("/v1/model/history").json()
         assert history["versions"][-1]["kind"] == "online" and history["versions"][-1]["parent"]
         assert any(d["accepted"] for d in history["gate_decisions"])
-    # The trainer is a child process at a lower CPU priority than the server.
+    # The trainer is a child process at a lower CPU priority than the server: online.nice (10) more, up to the
+    # ceiling of 19 (a runner that is itself niced leaves less room).
     trainers = [pid for pid in _children(server.proc.pid) if b"trainer" in Path(f"/proc/{pid}/cmdline").read_bytes()]
     assert len(trainers) == 1
-    assert os.getpriority(os.PRIO_PROCESS, trainers[0]) - os.getpriority(os.PRIO_PROCESS, server.proc.pid) == 10
+    server_nice = os.getpriority(os.PRIO_PROCESS, server.proc.pid)
+    assert os.getpriority(os.PRIO_PROCESS, trainers[0]) == min(19, server_nice + 10)
 
 
 def _children(pid: int) -> list[int]:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 
 from freshrec.events.base import open_event_log
 from tests.conftest import TrainedStore
 
 
+@pytest.mark.slow
 def test_sigkill_right_after_ack_loses_nothing(server_factory, tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     server = server_factory(data_dir)

@@ -4,7 +4,7 @@ The model scores an item by the dot product of the user vector with the item's r
 needs a row. Warm items have both a content vector and a learned row; a linear map fitted on them
 (closed-form ridge, a few hundred milliseconds for 50K items) turns any new item's content into a row
 at once. Ridge shrinks predictions toward the mean row, so predicted rows are rescaled to the typical
-norm of warm rows (times ``norm_scale``): direction carries the match, norm the confidence.
+norm of warm rows: direction carries the match, norm the confidence.
 """
 
 from __future__ import annotations
@@ -15,8 +15,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from freshrec.config import ContentSettings
     from freshrec.content.store import ContentStore
+
+#: L2 penalty of the ridge regression (content vectors are unit-length, rows ~1 in norm).
+RIDGE_L2 = 1.0
+#: Most warm items the mapping is fitted on (the solve is closed-form; this bounds its memory and time).
+MAX_FIT_ITEMS = 50_000
 
 
 @dataclass
@@ -44,9 +48,8 @@ class ContentMapping:
     (2, 4)
     """
 
-    def __init__(self, l2: float = 1.0, norm_scale: float = 1.0, max_fit_items: int = 50_000, seed: int = 0) -> None:
+    def __init__(self, l2: float = RIDGE_L2, max_fit_items: int = MAX_FIT_ITEMS, seed: int = 0) -> None:
         self.l2 = l2
-        self.norm_scale = norm_scale
         self.max_fit_items = max_fit_items
         self.seed = seed
         self.weights: np.ndarray | None = None  # [C + 1, D], last row the bias
@@ -99,7 +102,7 @@ class ContentMapping:
         xb = np.concatenate([content, np.ones((len(content), 1), dtype=content.dtype)], axis=1)
         pred = xb.astype(np.float64) @ self.weights
         norms = np.linalg.norm(pred, axis=1, keepdims=True)
-        return (pred / np.maximum(norms, 1e-12) * self.target_norm * self.norm_scale).astype(np.float32)
+        return (pred / np.maximum(norms, 1e-12) * self.target_norm).astype(np.float32)
 
 
 def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -111,19 +114,17 @@ def fit_for_model(
     catalog_of_row: np.ndarray,
     table: np.ndarray,
     rows: np.ndarray,
-    settings: ContentSettings,
     rng: np.random.Generator,
 ) -> ContentMapping | None:
     """The mapping for one model's item table: fitted on ``rows`` (its learned rows, sampled down to
-    ``settings.max_fit_items``) that have content. ``None`` when fewer than two have any.
+    :data:`MAX_FIT_ITEMS`) that have content. ``None`` when fewer than two have any.
 
     ``catalog_of_row`` translates model rows to catalogue indices; ``table`` is the [N + 1, D] item table.
     Serving (for cold items) and the online trainer (for new rows) both fit through here.
     """
-    if len(rows) > settings.max_fit_items:
-        rows = np.sort(rng.choice(rows, settings.max_fit_items, replace=False))
+    if len(rows) > MAX_FIT_ITEMS:
+        rows = np.sort(rng.choice(rows, MAX_FIT_ITEMS, replace=False))
     x, has = content.vectors(catalog_of_row[rows])
     if has.sum() < 2:
         return None
-    mapping = ContentMapping(settings.ridge_l2, settings.norm_scale, settings.max_fit_items)
-    return mapping.fit(x[has], table[rows[has]])
+    return ContentMapping().fit(x[has], table[rows[has]])

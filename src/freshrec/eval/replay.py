@@ -36,9 +36,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from freshrec.config import Settings
+from freshrec.engine import build_engine
 from freshrec.eval.baselines import CoOccurrence
-from freshrec.eval.metrics import summarize
 from freshrec.eval.strategies import LiveSequences, LiveTrending, OnlineLearning, PeriodicRetrain, StaticModel
+from freshrec.metrics import summarize
+from freshrec.pipeline import train_and_publish
 from freshrec.schema import EventRecord
 
 PROTOCOL = "streaming replay (prequential)"
@@ -243,9 +245,6 @@ def run_replay(
 
     ``events`` must be in time order; ``items`` (``ItemIn``) are loaded into the catalogue first.
     """
-    from freshrec.engine import build_engine
-    from freshrec.model.pipeline import train_and_publish
-
     options = options or ReplayOptions()
     if len(events) < 10:
         raise ValueError("a replay needs at least 10 events")
@@ -269,10 +268,9 @@ def run_replay(
                         "model_dir": None,
                     }
                 ),
-                "serving": settings.serving.model_copy(update={"trending_refresh_s": 0.0}),
             }
         )
-        engine = build_engine(run_settings, load_model=False)
+        engine = build_engine(run_settings, load_model=False, trending_refresh_s=0.0)
         try:
             batch = settings.events.max_batch
             for start in range(0, len(items), batch):
@@ -284,7 +282,7 @@ def run_replay(
                         for e in before[start : start + 5000]
                     ]
                 )
-            report = train_and_publish(engine, holdout="valid", progress=progress)
+            report = train_and_publish(engine.stores, holdout="valid", progress=progress)
             engine.load_model()
             negative = frozenset(settings.events.negative_types)
             co = CoOccurrence(negative_types=tuple(negative))

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from freshrec.eval.metrics import ndcg, ndcg_gains, paired_difference, reciprocal_ranks
-from freshrec.online.gate import holdout_ranks
+from freshrec.metrics import ndcg, ndcg_gains, paired_difference, reciprocal_ranks
+from freshrec.model.gate import holdout_ranks
+from freshrec.model.registry import ModelRegistry
+from freshrec.online.trainer import OnlineTrainer
+from freshrec.pipeline import train_and_publish
 from freshrec.recommend import Recommender
 from freshrec.schema import EventRecord
 from freshrec.serving_model import ServingModel
@@ -73,14 +77,22 @@ class LiveTrending:
 def _side_recommender(engine: Engine) -> Recommender:
     """A recommender over the engine's live state and trending, with its own model slot."""
     settings = engine.settings.serving.model_copy(update={"micro_batch": 1})
-    return Recommender(engine.state, engine.catalog, engine.trending, engine.types, settings, engine.settings.content)
+    return Recommender(
+        engine.state,
+        engine.catalog,
+        engine.trending,
+        engine.types,
+        settings,
+        engine.settings.content,
+        trending_refresh_s=engine.recommender.trending_refresh_s,
+    )
 
 
-def _serving(engine: Engine, version: str) -> ServingModel:
+def _bind(engine: Engine, registry: ModelRegistry, version: str) -> ServingModel:
     """A version bound for serving as the engine would bind it (content mapping for cold items included)."""
-    model = ServingModel(engine.registry.load(version), engine.catalog, engine.types)
+    model = ServingModel(registry.load(version), engine.catalog, engine.types, engine.settings.serving.index)
     if engine.content is not None:
-        model.attach_content(engine.content, engine.settings.content)
+        model.attach_content(engine.content)
     return model
 
 
@@ -91,13 +103,11 @@ class OnlineLearning:
     name = "live+online"
 
     def __init__(self, engine: Engine, every: int) -> None:
-        from freshrec.online.trainer import OnlineTrainer
-
         # Every catch-up is followed by more events, so the gate always has unseen events to judge on;
         # idle publishing (older holdout only, wall-clock dependent) stays off for a reproducible replay.
         online = engine.settings.online.model_copy(update={"publish_interval_s": 0.0, "idle_publish_s": 0.0})
         self.engine = engine
-        self.trainer = OnlineTrainer(engine, online)
+        self.trainer = OnlineTrainer(engine.stores, online)
         self.recommender = _side_recommender(engine)
         self.recommender.swap(engine.recommender.serving)
         self.every = max(1, every)
@@ -105,7 +115,7 @@ class OnlineLearning:
         self.published: list[str] = []
         self.decisions = {"accepted": 0, "rejected": 0}
         self._older = self.trainer.older_eval_set()
-        self.before = self._older_ranks(self.trainer.model, self.trainer.row_map.rows)
+        self.before = self._older_ranks(*self.trainer.learner.contender())
 
     def _older_ranks(self, model: Any, rows: Any) -> np.ndarray:
         if not len(self._older):
@@ -128,7 +138,7 @@ class OnlineLearning:
         current = self.engine.registry.current()
         serving = self.recommender.serving
         if current is not None and (serving is None or serving.version != current):
-            self.recommender.swap(_serving(self.engine, current))
+            self.recommender.swap(_bind(self.engine, self.engine.registry, current))
             self.published.append(current)
 
     def summary(self) -> dict[str, Any]:
@@ -155,13 +165,8 @@ class PeriodicRetrain:
     name = "live+periodic-retrain"
 
     def __init__(self, engine: Engine, every: int, work_dir: Path) -> None:
-        from freshrec.engine import Engine as EngineType
-        from freshrec.model.registry import ModelRegistry
-
-        # Same log, catalogue and state; its own registry, so its versions never move the main CURRENT.
-        self.trainer_engine = EngineType(
-            engine.settings, engine.event_log, engine.catalog, engine.state, ModelRegistry(work_dir / "retrain-models")
-        )
+        # The same log and catalogue; its own registry, so its versions never move the main CURRENT.
+        self.stores = dataclasses.replace(engine.stores, registry=ModelRegistry(work_dir / "retrain-models"))
         self.engine = engine
         self.recommender = _side_recommender(engine)
         self.recommender.swap(engine.recommender.serving)
@@ -173,17 +178,11 @@ class PeriodicRetrain:
         return _ids(self.recommender.recommend(user_id, k))
 
     def learn(self, event: EventRecord) -> None:
-        from freshrec.model.pipeline import train_and_publish
-
         self.seen += 1
         if self.seen % self.every:
             return
-        report = train_and_publish(self.trainer_engine, holdout="valid", progress=False)
-        loaded = self.trainer_engine.registry.load(report.version)
-        model = ServingModel(loaded, self.engine.catalog, self.engine.types)
-        if self.engine.content is not None:
-            model.attach_content(self.engine.content, self.engine.settings.content)
-        self.recommender.swap(model)
+        report = train_and_publish(self.stores, holdout="valid", progress=False)
+        self.recommender.swap(_bind(self.engine, self.stores.registry, report.version))
         self.retrains += 1
 
     def summary(self) -> dict[str, Any]:

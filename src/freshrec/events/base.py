@@ -50,14 +50,25 @@ class EventLog(Protocol):
     def close(self) -> None: ...
 
 
-def iter_events(log: EventLog, after_offset: int = 0, page: int = 50_000) -> Iterator[EventRecord]:
-    """Every event after ``after_offset``, read page by page so memory stays flat."""
+def iter_pages(
+    log: EventLog, after_offset: int = 0, upto_offset: int | None = None, page: int = 50_000
+) -> Iterator[list[EventRecord]]:
+    """The events after ``after_offset`` (up to ``upto_offset``, inclusive), a page at a time, so memory
+    stays flat whatever the log's size."""
     while True:
         batch = log.read(after_offset, page)
+        if upto_offset is not None:
+            batch = [e for e in batch if e.offset <= upto_offset]
         if not batch:
             return
-        yield from batch
+        yield batch
         after_offset = batch[-1].offset
+
+
+def iter_events(log: EventLog, after_offset: int = 0, page: int = 50_000) -> Iterator[EventRecord]:
+    """Every event after ``after_offset``, read page by page so memory stays flat."""
+    for batch in iter_pages(log, after_offset, page=page):
+        yield from batch
 
 
 def open_event_log(url: str, *, synchronous: str = "FULL") -> EventLog:

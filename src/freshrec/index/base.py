@@ -8,6 +8,8 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from freshrec.device import amp_dtype
+
 
 @runtime_checkable
 class Index(Protocol):
@@ -26,20 +28,20 @@ class Index(Protocol):
         ...
 
 
-def build_index(
-    vectors: torch.Tensor, kind: str = "auto", auto_threshold: int = 200_000, precision: str = "fp32"
-) -> Index:
+#: With ``kind="auto"``, catalogues with more rows than this use faiss HNSW instead of exact scoring.
+AUTO_HNSW_ROWS = 200_000
+
+
+def build_index(vectors: torch.Tensor, kind: str = "auto") -> Index:
     """The index a serving model uses: ``exact``, ``faiss-flat``, ``faiss-hnsw``, or ``auto`` (exact up to
-    ``auto_threshold`` rows, HNSW above). ``precision`` ("fp32", "bf16" or "auto": bf16 where the CPU
-    has native bf16) applies to exact scoring."""
+    :data:`AUTO_HNSW_ROWS` rows, HNSW above). Exact scoring runs in bf16 where the CPU has native bf16
+    (about 3x faster over 100K items; rankings can differ between near-tied items), else in fp32."""
     if kind == "auto":
-        kind = "exact" if vectors.shape[0] <= auto_threshold else "faiss-hnsw"
+        kind = "exact" if vectors.shape[0] <= AUTO_HNSW_ROWS else "faiss-hnsw"
     if kind == "exact":
         from freshrec.index.exact import ExactIndex
-        from freshrec.model.device import amp_dtype
 
-        dtype = amp_dtype(vectors.device, precision) if precision != "fp32" else None
-        return ExactIndex(vectors, dtype or torch.float32)
+        return ExactIndex(vectors, amp_dtype(vectors.device) or torch.float32)
     if kind in ("faiss-flat", "faiss-hnsw"):
         from freshrec.index.faiss import FaissIndex
 

@@ -1,7 +1,7 @@
 """From the event log to training batches: user sequences, the leave-one-out split, padded batches.
 
 Shapes use B (batch), L (sequence length), N (catalogue size). Item values are catalogue indices
-(1..N, 0 = padding); the model's row ``i`` is catalogue index ``i``.
+(1..N, 0 = padding); a model trained from these sequences has row ``i`` for catalogue index ``i``.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import torch
 from tqdm.auto import tqdm
 
 from freshrec.catalog.base import Catalog
-from freshrec.events.base import EventLog, iter_events
-from freshrec.sequence import EventTypes, UserSequence
+from freshrec.events.base import EventLog, iter_pages
+from freshrec.sequence import EventTypes, Sequences
 
 
 @dataclass
@@ -50,41 +50,25 @@ def sequences_from_log(
     upto_offset: int | None = None,
     progress: bool = False,
 ) -> SequenceData:
-    """Build full sequences with the same rule live state uses (:class:`~freshrec.sequence.UserSequence`)."""
+    """Every user's full sequence, folded with the rule live state uses (:class:`~freshrec.sequence.Sequences`)."""
     last = log.last_offset() if upto_offset is None else upto_offset
-    seqs: dict[str, UserSequence] = {}
+    seqs = Sequences(types, None, collapse_repeats)
     n_events, first_ts, last_ts, max_offset = 0, None, None, 0
-    code, negative = types.code, types.negative
     bar = tqdm(total=last, desc="reading events", unit="ev", disable=not progress, leave=False)
-    page: list = []
-
-    def flush() -> None:
-        idx = catalog.internal_ids([e.item_id for e in page], create=True)
-        for e, i in zip(page, idx, strict=True):
-            seq = seqs.get(e.user_id)
-            if seq is None:
-                seq = seqs[e.user_id] = UserSequence(None, collapse_repeats)
-            seq.add(i, code.get(e.type, 0), e.ts, e.type in negative)
-        page.clear()
-
-    for e in iter_events(log):
-        if e.offset > last:
-            break
-        page.append(e)
-        n_events += 1
-        max_offset = e.offset
-        first_ts = e.ts if first_ts is None else min(first_ts, e.ts)
-        last_ts = e.ts if last_ts is None else max(last_ts, e.ts)
-        if len(page) >= 50_000:
-            bar.update(page[-1].offset - bar.n)
-            flush()
-    flush()
+    for page in iter_pages(log, upto_offset=last):
+        seqs.fold(page, catalog.internal_ids([e.item_id for e in page], create=True))
+        n_events += len(page)
+        max_offset = page[-1].offset
+        page_ts = [e.ts for e in page]
+        first_ts = min(page_ts) if first_ts is None else min(first_ts, *page_ts)
+        last_ts = max(page_ts) if last_ts is None else max(last_ts, *page_ts)
+        bar.update(max_offset - bar.n)
     bar.close()
-    users = [u for u, s in seqs.items() if len(s)]
+    users = [u for u in seqs if len(seqs.get(u))]
     return SequenceData(
         users=users,
-        items=[seqs[u].item_array() for u in users],
-        types=[seqs[u].type_array() for u in users],
+        items=[seqs.get(u).item_array() for u in users],
+        types=[seqs.get(u).type_array() for u in users],
         num_items=len(catalog),
         max_offset=max_offset,
         num_events=n_events,
@@ -104,6 +88,24 @@ class EvalSet:
 
     def __len__(self) -> int:
         return len(self.users)
+
+    def sample(self, n: int, rng: np.random.Generator) -> EvalSet:
+        """At most ``n`` queries drawn without replacement, in their original order (the set itself when it
+        has no more than ``n``).
+
+        >>> data = EvalSet(list("abcd"), [np.array([1])] * 4, [np.array([1])] * 4, np.array([2, 3, 4, 5]))
+        >>> data.sample(2, np.random.default_rng(0)).targets.tolist()
+        [4, 5]
+        """
+        if len(self) <= n:
+            return self
+        keep = np.sort(rng.choice(len(self), size=n, replace=False))
+        return EvalSet(
+            [self.users[i] for i in keep],
+            [self.items[i] for i in keep],
+            [self.types[i] for i in keep],
+            self.targets[keep],
+        )
 
     def remap(self, rows: Callable[[np.ndarray], np.ndarray], type_map: np.ndarray | None = None) -> EvalSet:
         """The same set in a model's row space (``rows``: catalogue indices -> rows, 0 = unknown).
@@ -197,13 +199,13 @@ class TrainingBatches:
     """Next-item batches from training sequences, bucketed by length so padding costs almost nothing.
 
     A sequence s of S >= 2 entries yields inputs s[:-1] and targets s[1:]. When it is longer than
-    ``max_len + 1``, ``windows=True`` cuts it into windows of ``max_len`` inputs (newest first), so every
-    interaction is a training target once; ``windows=False`` keeps only the newest window, as the original
-    SASRec does. With ``overlap`` > 0 each window also reaches ``overlap`` entries back into the next older
-    one, as context without targets, so no target but the oldest few is predicted from a short history
-    (RecBole's per-prefix training gives every target a full context; this gets close for about
-    ``max_len / (max_len - overlap)`` times the positions). Each epoch sorts windows by length with random
-    tie-breaking, cuts batches, shuffles the batch order, and trims each batch to its longest window.
+    ``max_len + 1``, it is cut into windows of ``max_len`` inputs (newest first), so every interaction is a
+    training target once (the original SASRec keeps only the newest window). With ``overlap`` > 0 each
+    window also reaches ``overlap`` entries back into the next older one, as context without targets, so
+    no target but the oldest few is predicted from a short history (RecBole's per-prefix training gives
+    every target a full context; this gets close for about ``max_len / (max_len - overlap)`` times the
+    positions). Each epoch sorts windows by length with random tie-breaking, cuts batches, shuffles the
+    batch order, and trims each batch to its longest window.
 
     Example
     -------
@@ -221,7 +223,6 @@ class TrainingBatches:
         types: Sequence[np.ndarray],
         max_len: int,
         batch_size: int,
-        windows: bool = True,
         overlap: int = 0,
     ) -> None:
         if not 0 <= overlap < max_len:
@@ -232,12 +233,10 @@ class TrainingBatches:
             end = len(s)
             while end > 1:
                 start = max(1, end - max_len)
-                # The oldest window (and the only one without windows) scores all its targets; the
-                # others leave their first ``overlap`` targets to the next older window.
-                scored = start if start == 1 or not windows else end - (max_len - overlap)
+                # The oldest window scores all its targets; the others leave their first ``overlap``
+                # targets to the next older window.
+                scored = start if start == 1 else end - (max_len - overlap)
                 spans.append((i, start, end, scored))
-                if not windows:
-                    break
                 end = scored
         n = len(spans)
         self.lengths = np.array([end - start for _, start, end, _ in spans], dtype=np.int64)

@@ -1,23 +1,15 @@
 """Training losses for next-item prediction.
 
-Full-softmax cross-entropy over the whole catalogue is the default: Klenitskiy & Vasilev (RecSys 2023)
-show it adds 0.05-0.07 NDCG@10 over SASRec's original one-negative BCE. Only positions with a target are
-scored (the caller gathers them), so padding never reaches the [M, N] logits.
-
-Sampled softmax (Jean et al. 2015; the generative-recommenders code trains SASRec/HSTU with it) scores each
-target against one shared set of uniformly drawn negatives with the log-Q correction, so its cost no longer
-grows with the catalogue. The online trainer can use it (``online.loss``); at 3.4K items it made a step
-~1.3x cheaper but learnt less in every replay, so the full softmax stays the default (docs/benchmarks.md,
-section 6).
+Full-softmax cross-entropy over the whole catalogue: Klenitskiy & Vasilev (RecSys 2023) show it adds
+0.05-0.07 NDCG@10 over SASRec's original one-negative BCE. Only positions with a target are scored (the
+caller gathers them), so padding never reaches the [M, N] logits.
 """
 
 from __future__ import annotations
 
 import functools
-import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 #: ``(items [B, L], positions [M])``: a batch's inputs and each target's flat position in them.
@@ -70,8 +62,8 @@ class FullSoftmaxCE(NextItemLoss):
 
 
 #: Logits one chunk of :class:`FullSoftmaxCE` holds (~8 MB in fp32). Each chunk makes several elementwise
-#: passes over its logits; chunks this size kept those passes in cache: at 3.4K items a step's loss took
-#: ~17% less time than with 1,024-row chunks on 2 cores, at 9.7K items ~20% less (docs/benchmarks.md, 6).
+#: passes over its logits; chunks this size keep those passes in cache (a step's loss took ~17-20% less
+#: time than with 1,024-row chunks on 2 cores at 3.4K-9.7K items).
 CHUNK_LOGITS = 1 << 21
 
 
@@ -195,59 +187,3 @@ def _mask_seen(
     index = torch.where(later | (history == 0), targets.unsqueeze(1), history - 1)
     logits.scatter_(1, index, float("-inf"))
     logits.scatter_(1, targets.unsqueeze(1), picked)
-
-
-class SampledSoftmaxCE(NextItemLoss):
-    """Cross-entropy of each target against ``negatives`` items drawn uniformly (shared by every row).
-
-    Each negative's logit gets ``+ log(N / negatives)`` (the log-Q correction for uniform draws), so the
-    sampled partition sum estimates the full one and the loss stays on the full softmax's scale; a
-    negative that happens to be the row's own target is masked out. With ``negatives >= N`` it is
-    :class:`FullSoftmaxCE` exactly.
-
-    Example
-    -------
-    >>> import torch
-    >>> _ = torch.manual_seed(0)
-    >>> table = torch.randn(1001, 8)    # padding + 1,000 items
-    >>> hidden, targets = torch.randn(64, 8), torch.randint(1, 1001, (64,))
-    >>> full = FullSoftmaxCE()(hidden, table, targets).item()
-    >>> sampled = SampledSoftmaxCE(500)(hidden, table, targets).item()
-    >>> abs(sampled - full) < 0.1 * full
-    True
-    """
-
-    def __init__(self, negatives: int = 512, generator: torch.Generator | None = None) -> None:
-        super().__init__()
-        if negatives < 1:
-            raise ValueError(f"negatives must be >= 1, got {negatives}")
-        self.negatives = negatives
-        self.generator = generator
-        self.full = FullSoftmaxCE()  # for catalogues no larger than the sample
-
-    def forward(
-        self, hidden: torch.Tensor, item_table: torch.Tensor, targets: torch.Tensor, seen: Seen = None
-    ) -> torch.Tensor:
-        n = item_table.shape[0] - 1
-        if self.negatives >= n:
-            return self.full(hidden, item_table, targets)
-        negatives = torch.randint(1, n + 1, (self.negatives,), generator=self.generator, device=item_table.device)
-        positive = (hidden * item_table.index_select(0, targets)).sum(-1, keepdim=True)  # [M, 1]
-        sampled = hidden @ item_table.index_select(0, negatives).T + math.log(n / self.negatives)  # [M, K]
-        sampled = sampled.masked_fill(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
-        logits = torch.cat([positive, sampled], dim=1).float()
-        return F.cross_entropy(logits, torch.zeros(len(targets), dtype=torch.long, device=logits.device))
-
-
-def make_loss(name: str, negatives: int = 512, exclude_seen: bool = False) -> NextItemLoss:
-    """The loss a setting names: ``"full_softmax"`` (``exclude_seen`` applies to it) or
-    ``"sampled_softmax"`` (with ``negatives``).
-
-    >>> make_loss("sampled_softmax", 64).negatives
-    64
-    """
-    if name == "full_softmax":
-        return FullSoftmaxCE(exclude_seen=exclude_seen)
-    if name == "sampled_softmax":
-        return SampledSoftmaxCE(negatives)
-    raise ValueError(f"unknown loss {name!r}: full_softmax or sampled_softmax")

@@ -47,6 +47,12 @@ class ModelNotFoundError(LookupError):
     pass
 
 
+def _number(version: str) -> int | None:
+    """The number of a version name ``vNNNNN`` (more digits past v99999), or None for other names."""
+    digits = version[1:]
+    return int(digits) if version.startswith("v") and digits.isdigit() else None
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -83,7 +89,8 @@ class ModelRegistry:
 
     def versions(self) -> list[str]:
         """Published version names, oldest first."""
-        return sorted(p.name for p in self.versions_dir.iterdir() if p.is_dir() and p.name.startswith("v"))
+        names = [p.name for p in self.versions_dir.iterdir() if p.is_dir() and _number(p.name) is not None]
+        return sorted(names, key=_number)
 
     def current(self) -> str | None:
         """The version serving should use, or ``None`` when nothing was published."""
@@ -132,7 +139,7 @@ class ModelRegistry:
                 raise ModelNotFoundError(f"no model published in {self.root}")
             to = self.meta(current).get("parent")
             if to is None:
-                older = [v for v in self.versions() if v < current]
+                older = [v for v in self.versions() if _number(v) < _number(current)]
                 if not older:
                     raise ModelNotFoundError(f"{current} has no parent and no older version to roll back to")
                 to = older[-1]
@@ -188,7 +195,7 @@ class ModelRegistry:
         _write_json(staging / _META, full_meta)
         _fsync_dir(staging)
         existing = self.versions()
-        number = int(existing[-1][1:]) + 1 if existing else 1
+        number = _number(existing[-1]) + 1 if existing else 1
         while True:
             name = f"v{number:05d}"
             try:
@@ -210,7 +217,7 @@ class ModelRegistry:
             raise ModelNotFoundError(f"no model published in {self.root}; run `freshrec train` first")
         meta = self.meta(version)
         path = self.versions_dir / version
-        model = SASRec(SASRecConfig(**meta["config"]))
+        model = SASRec(SASRecConfig.from_dict(meta["config"]))
         model.load_state_dict(load_file(str(path / _WEIGHTS), device=str(device)))
         model.to(device).eval()
         item_ids = json.loads((path / _ITEMS).read_text(encoding="utf-8"))

@@ -18,19 +18,11 @@ How this implementation deviates from the paper, and why:
 * **Cheaper dropout on CPU** (:class:`Dropout`): one 64-bit random draw masks eight elements, with the
   rate rounded to 1/256. ``torch.dropout`` draws a random number per element, and on these CPUs that
   made dropout ~28% of a training step (profiled in the online trainer); CUDA keeps ``F.dropout``.
-* **No dropout on the attention weights** by default (``attention_dropout``): on CPU any rate makes
-  PyTorch replace its fused attention kernel with one that materialises and masks every weight matrix
-  (~30% of a training step); the quality was the same without it (docs/benchmarks.md, sections 2-3).
+* **No dropout on the attention weights** (the paper applies it): on CPU any rate makes PyTorch replace its
+  fused attention kernel with one that materialises and masks every weight matrix (~30% of a training
+  step), for no measured gain in quality; dropout stays on embeddings, attention output and feed-forward.
 * **Tied output embeddings:** the score of item ``i`` is the dot product of the last hidden state with
   the item's input embedding, so ``item_vectors()`` is both the input table and the retrieval index.
-* **Towers** (``towers`` > 1, off by default): that many independent transformers, each with its own
-  slice of the item, position and type tables and its own loss (the trainer's ``forward_loss``), so
-  they learn as separately seeded models would (with ``train.tower_order='own'`` each also steps
-  through its own shuffle of the data, via :meth:`SASRec.forward_tower`). The user vector and the item
-  table are the towers' concatenations, so one dot product is the sum of the towers' scores: a
-  score-averaging ensemble that the index, the content mapping and the online trainer see as one wider
-  model. On ML-latest-small (610 test users, long noisy histories) averaging independently trained
-  models gained more than any single-model setting (docs/benchmarks.md, section 2).
 """
 
 from __future__ import annotations
@@ -59,17 +51,12 @@ class SASRecConfig:
         Attention heads per block and number of blocks.
     dropout
         Dropout on embeddings, attention and feed-forward outputs.
-    attention_dropout
-        Dropout on the attention weights themselves (the original SASRec's); off by default, see the
-        module docstring.
     max_len
         Longest sequence L the model reads; older items are cut off.
     ffn_mult
         Feed-forward hidden size as a multiple of ``dim``.
     num_types
         Number of distinct event types the type embedding knows (0 turns it off).
-    towers
-        Independent transformers side by side (see the module docstring); vectors are ``dim * towers`` wide.
     """
 
     num_items: int
@@ -80,16 +67,23 @@ class SASRecConfig:
     max_len: int = 200
     ffn_mult: int = 4
     num_types: int = 0
-    attention_dropout: float = 0.0
-    towers: int = 1
-
-    @property
-    def width(self) -> int:
-        """Width of the user and item vectors: ``dim * towers``."""
-        return self.dim * self.towers
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict) -> SASRecConfig:
+        """The config stored in a version's metadata. Keys that only shaped training (``attention_dropout``)
+        are ignored; an architecture this code does not have (several ``towers``) is refused.
+
+        >>> SASRecConfig.from_dict({"num_items": 5, "attention_dropout": 0.2, "towers": 1}).num_items
+        5
+        """
+        raw = dict(raw)
+        raw.pop("attention_dropout", None)
+        if raw.pop("towers", 1) != 1:
+            raise ValueError("this version was trained with several towers, an architecture freshrec no longer has")
+        return cls(**raw)
 
 
 class Dropout(nn.Module):
@@ -135,14 +129,13 @@ class Dropout(nn.Module):
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         if dim % heads:
             raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
         self.heads = heads
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
-        self.dropout = dropout
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: [B, L, D]
         return self.out(self.mix(x))
@@ -151,17 +144,15 @@ class CausalSelfAttention(nn.Module):
         """Attention output before the output projection: [B, L, D]."""
         b, length, d = x.shape
         q, k, v = self.qkv(x).view(b, length, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(
-            q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0
-        )  # [B, H, L, D/H]
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # [B, H, L, D/H]
         return y.transpose(1, 2).reshape(b, length, d)
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float, ffn_mult: int, attention_dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float, ffn_mult: int) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = CausalSelfAttention(dim, heads, attention_dropout)
+        self.attn = CausalSelfAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(
             nn.Linear(dim, ffn_mult * dim), nn.GELU(), Dropout(dropout), nn.Linear(ffn_mult * dim, dim)
@@ -183,30 +174,6 @@ class Block(nn.Module):
         return x + self.drop(self.ffn(self.norm2(x)))
 
 
-class Tower(nn.Module):
-    """One transformer stack's parameters: blocks and a final LayerNorm (run by :func:`run_stack`)."""
-
-    def __init__(self, config: SASRecConfig) -> None:
-        super().__init__()
-        self.blocks = nn.ModuleList(
-            Block(config.dim, config.heads, config.dropout, config.ffn_mult, config.attention_dropout)
-            for _ in range(config.layers)
-        )
-        self.final_norm = nn.LayerNorm(config.dim)
-
-
-def run_stack(
-    blocks: nn.ModuleList, final_norm: nn.Module, x: torch.Tensor, positions: torch.Tensor | None
-) -> torch.Tensor:
-    """Blocks then the final norm; with ``positions``, the last block computes only those rows (see Block)."""
-    last = len(blocks) - 1
-    for i, block in enumerate(blocks):
-        x = block(x, positions if i == last else None)
-    if positions is not None and not len(blocks):
-        x = x.reshape(-1, x.shape[-1]).index_select(0, positions)
-    return final_norm(x)
-
-
 class SASRec(nn.Module):
     """Causal transformer that maps an item sequence to a user vector in item-embedding space.
 
@@ -219,23 +186,19 @@ class SASRec(nn.Module):
     torch.Size([2, 16])
     >>> model.item_vectors().shape
     torch.Size([50, 16])
-    >>> wide = SASRec(SASRecConfig(num_items=50, dim=16, heads=2, layers=1, max_len=8, towers=3))
-    >>> wide.encode(items, lengths=torch.tensor([3, 1])).shape, wide.item_vectors().shape
-    (torch.Size([2, 48]), torch.Size([50, 48]))
     """
 
     def __init__(self, config: SASRecConfig) -> None:
         super().__init__()
         self.config = config
-        width = config.width
-        self.item_emb = nn.Embedding(config.num_items + 1, width, padding_idx=PAD)
-        self.pos_emb = nn.Embedding(config.max_len, width)
-        self.type_emb = nn.Embedding(config.num_types + 1, width, padding_idx=0) if config.num_types else None
+        self.item_emb = nn.Embedding(config.num_items + 1, config.dim, padding_idx=PAD)
+        self.pos_emb = nn.Embedding(config.max_len, config.dim)
+        self.type_emb = nn.Embedding(config.num_types + 1, config.dim, padding_idx=0) if config.num_types else None
         self.emb_drop = Dropout(config.dropout)
-        # Tower 0 keeps the single model's parameter names, so one-tower checkpoints load unchanged.
-        tower = Tower(config)
-        self.blocks, self.final_norm = tower.blocks, tower.final_norm
-        self.more_towers = nn.ModuleList(Tower(config) for _ in range(config.towers - 1))
+        self.blocks = nn.ModuleList(
+            Block(config.dim, config.heads, config.dropout, config.ffn_mult) for _ in range(config.layers)
+        )
+        self.final_norm = nn.LayerNorm(config.dim)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -254,49 +217,27 @@ class SASRec(nn.Module):
     def forward(
         self, items: torch.Tensor, types: torch.Tensor | None = None, positions: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """Hidden state at every position. ``items``: [B, L] int64 (right-padded) -> [B, L, D] (D: ``config.width``).
+        """Hidden state at every position. ``items``: [B, L] int64 (right-padded) -> [B, L, D].
 
         With ``positions`` ([M] flat indices into B x L) only those rows come out, [M, D]: the same values
         as ``forward(items, types).reshape(-1, D)[positions]``, but the last block skips the positions no
         one reads (padding, context-only entries), which is most of them when serving one user vector per
         sequence or fine-tuning on a few new entries per user.
         """
-        x = self._embed(items, types, slice(None))
-        parts = x.split(self.config.dim, dim=-1)  # one part, x itself, without towers
-        out = [run_stack(*self._stack(j), part, positions) for j, part in enumerate(parts)]
-        return out[0] if len(out) == 1 else torch.cat(out, dim=-1)
-
-    def forward_tower(
-        self, tower: int, items: torch.Tensor, types: torch.Tensor | None = None, positions: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """One tower's hidden states, [B, L, dim] (or [M, dim] at ``positions``): the same values as
-        ``forward(...)[..., tower * dim : (tower + 1) * dim]`` without running the other towers, so each
-        tower can train on a batch of its own (``train.tower_order='own'``).
-
-        >>> model = SASRec(SASRecConfig(num_items=9, dim=8, heads=1, layers=1, max_len=4, towers=2)).eval()
-        >>> items = torch.tensor([[1, 2, 3]])
-        >>> torch.allclose(model.forward_tower(1, items), model(items)[..., 8:])
-        True
-        """
-        if not 0 <= tower < self.config.towers:
-            raise ValueError(f"tower {tower} out of range for a {self.config.towers}-tower model")
-        d = self.config.dim
-        return run_stack(*self._stack(tower), self._embed(items, types, slice(tower * d, (tower + 1) * d)), positions)
-
-    def _stack(self, tower: int) -> tuple[nn.ModuleList, nn.Module]:
-        t = self if tower == 0 else self.more_towers[tower - 1]
-        return t.blocks, t.final_norm
-
-    def _embed(self, items: torch.Tensor, types: torch.Tensor | None, cols: slice) -> torch.Tensor:
-        """Scaled item + position (+ type) embeddings, after dropout, in the table columns ``cols``."""
         length = items.shape[1]
         if length > self.config.max_len:
             raise ValueError(f"sequence length {length} exceeds max_len {self.config.max_len}")
-        x = F.embedding(items, self.item_emb.weight[:, cols], padding_idx=PAD) * math.sqrt(self.config.dim)
-        x = x + self.pos_emb.weight[:length, cols]
+        x = self.item_emb(items) * math.sqrt(self.config.dim)
+        x = x + self.pos_emb.weight[:length]
         if self.type_emb is not None and types is not None:
-            x = x + F.embedding(types, self.type_emb.weight[:, cols], padding_idx=0)
-        return self.emb_drop(x)
+            x = x + self.type_emb(types)
+        x = self.emb_drop(x)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, positions if i == last else None)
+        if positions is not None and not len(self.blocks):
+            x = x.reshape(-1, x.shape[-1]).index_select(0, positions)
+        return self.final_norm(x)
 
     def set_dropout(self, p: float) -> None:
         """Change every dropout rate in place (the config keeps the rate the model was built with).
@@ -307,8 +248,6 @@ class SASRec(nn.Module):
         for module in self.modules():
             if isinstance(module, Dropout):
                 module.set_rate(p)
-            elif isinstance(module, CausalSelfAttention):
-                module.dropout = p
 
     def encode(self, items: torch.Tensor, lengths: torch.Tensor, types: torch.Tensor | None = None) -> torch.Tensor:
         """User vectors from the newest position of each sequence: [B, L] -> [B, D]."""

@@ -15,7 +15,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -23,13 +23,19 @@ import torch
 from tqdm.auto import tqdm
 
 from freshrec.config import TrainSettings
-from freshrec.eval.offline import batch_tokens, evaluate_scorer, model_scorer
+from freshrec.device import amp_dtype, autocast, resolve_device
 from freshrec.model.data import Batch, EvalSet, TrainingBatches
-from freshrec.model.device import amp_dtype, autocast, resolve_device
+from freshrec.model.evaluate import batch_tokens, evaluate_scorer, model_scorer
 from freshrec.model.losses import FullSoftmaxCE, NextItemLoss
 from freshrec.model.sasrec import SASRec
 
 log = logging.getLogger(__name__)
+
+#: With ``train.compile='auto'``, compile only when an epoch has this many positions: below it the compile
+#: time (tens of seconds on a CPU) is not repaid.
+COMPILE_MIN_POSITIONS = 200_000
+#: Users scored per call while validating.
+EVAL_BATCH_USERS = 512
 
 #: (model, loss, items [B, L], types [B, L], targets [M], flat positions [M]) -> scalar loss
 ForwardLoss = Callable[[SASRec, NextItemLoss, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -44,14 +50,9 @@ def forward_loss(
     positions: torch.Tensor,
 ) -> torch.Tensor:
     """Loss at the given flat positions only. ``positions``/``targets``: [M] (computed outside so a
-    compiled graph has no data-dependent shapes). With towers, each tower's loss on its own slice of the
-    vectors, averaged: the towers learn independently (an ensemble), not as one wider model."""
-    picked = model(items, types, positions=positions)  # [M, D * towers]
-    table, seen, d = model.item_emb.weight, (items, positions), model.config.dim
-    if model.config.towers == 1:
-        return loss(picked, table, targets, seen)
-    parts = [loss(picked[:, j : j + d], table[:, j : j + d], targets, seen) for j in range(0, table.shape[1], d)]
-    return torch.stack(parts).mean()
+    compiled graph has no data-dependent shapes)."""
+    picked = model(items, types, positions=positions)  # [M, D]
+    return loss(picked, model.item_emb.weight, targets, (items, positions))
 
 
 def train_step(
@@ -93,72 +94,12 @@ def train_step(
     return value_sum
 
 
-def tower_step(
-    model: SASRec,
-    optimizer: torch.optim.Optimizer,
-    batches: Sequence[Batch],
-    loss: NextItemLoss,
-    device: torch.device,
-    amp: torch.dtype | None = None,
-    max_grad_norm: float | None = 1.0,
-) -> float:
-    """One optimisation step in which tower ``j`` learns from ``batches[j]`` alone; returns the mean loss.
-
-    With the same batch for every tower this is :func:`train_step` (the loss is the towers' mean either
-    way); with different ones each tower follows its own data order, as a separately trained model would.
-    """
-    if len(batches) != model.config.towers:
-        raise ValueError(f"{len(batches)} batches for a {model.config.towers}-tower model")
-    model.train()
-    optimizer.zero_grad(set_to_none=True)
-    d, total = model.config.dim, 0.0
-    for j, batch in enumerate(batches):
-        part = batch.to(device)
-        flat_targets = part.targets.reshape(-1)
-        positions = flat_targets.nonzero().squeeze(1)
-        if not len(positions):
-            continue
-        with autocast(device, amp):
-            picked = model.forward_tower(j, part.items, part.types, positions)
-            table = model.item_emb.weight[:, j * d : (j + 1) * d]
-            value = loss(picked, table, flat_targets.index_select(0, positions), (part.items, positions))
-        (value / len(batches)).backward()
-        total += float(value.detach()) / len(batches)
-    if max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-    optimizer.step()
-    return total
-
-
-def tower_epoch(batches: TrainingBatches, rng: np.random.Generator, towers: int) -> Iterator[tuple[Batch, ...]]:
-    """One epoch as steps of ``towers`` batches: column ``j`` is tower ``j``'s own shuffle of the epoch.
-
-    >>> import numpy as np
-    >>> seqs = [np.arange(1, n + 3) for n in range(8)]
-    >>> batches = TrainingBatches(seqs, [np.ones_like(s) for s in seqs], max_len=16, batch_size=2)
-    >>> steps = list(tower_epoch(batches, np.random.default_rng(0), towers=3))
-    >>> len(steps), len(steps[0])
-    (4, 3)
-    """
-    orders = [batches.epoch(np.random.default_rng(rng.integers(2**63))) for _ in range(towers)]
-    yield from zip(*orders, strict=True)
-
-
-def make_optimizer(model: SASRec, lr: float, weight_decay: float, item_lr_scale: float = 1.0) -> torch.optim.Optimizer:
-    """AdamW with decay on matrices only (not on norms, biases or position embeddings).
-
-    ``item_lr_scale`` gives the item table its own learning rate (``lr * item_lr_scale``): the online
-    trainer's sparse/dense split, as Monolith updates embeddings far more eagerly than dense layers.
-    """
-    decay, no_decay, items = [], [], []
+def make_optimizer(model: SASRec, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    """AdamW with decay on matrices only (not on norms, biases or position embeddings)."""
+    decay, no_decay = [], []
     for name, p in model.named_parameters():
-        if item_lr_scale != 1.0 and p is model.item_emb.weight:
-            items.append(p)
-        else:
-            (decay if p.ndim >= 2 and "pos_emb" not in name else no_decay).append(p)
+        (decay if p.ndim >= 2 and "pos_emb" not in name else no_decay).append(p)
     groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    if items:
-        groups.append({"params": items, "weight_decay": weight_decay, "lr": lr * item_lr_scale})
     return torch.optim.AdamW(groups, lr=lr)
 
 
@@ -219,18 +160,15 @@ class Trainer:
         self.progress = progress
         self.compiled = False
         self._step_fn: ForwardLoss = forward_loss
-        # towers stepping through their own batch orders (tower_step) instead of one shared batch (step)
-        self.own_order = model.config.towers > 1 and settings.tower_order == "own"
 
     def _maybe_compile(self, positions: int) -> None:
         mode = self.settings.compile
-        if mode == "off" or self.own_order:
-            return  # each tower's own batch runs eagerly (a compiled graph per tower is not worth it yet)
-        # On a CPU without native bf16 the compiled fp32 step measured slower than eager (83.8 vs 69.2 s per
-        # ML-1M-sized epoch, docs/benchmarks.md section 3): 'auto' compiles on CUDA and under bf16 only.
+        if mode == "off":
+            return
+        # On a CPU without native bf16 the compiled fp32 step measured slower than eager (docs/benchmarks.md,
+        # training speed): 'auto' compiles on CUDA and under bf16 only.
         if mode == "auto" and (
-            positions < self.settings.compile_min_positions
-            or not (self.device.type == "cuda" or self.amp == torch.bfloat16)
+            positions < COMPILE_MIN_POSITIONS or not (self.device.type == "cuda" or self.amp == torch.bfloat16)
         ):
             return
         try:
@@ -246,7 +184,7 @@ class Trainer:
             scorer,
             data,
             ks=(10, 20),
-            batch_size=self.settings.eval_batch_size,
+            batch_size=EVAL_BATCH_USERS,
             max_tokens=batch_tokens(self.device),
             max_len=self.model.config.max_len,
         )
@@ -258,7 +196,6 @@ class Trainer:
             train_types,
             self.model.config.max_len,
             self.settings.batch_size,
-            self.settings.windows,
             self.settings.window_overlap,
         )
         if not len(batches):
@@ -268,23 +205,21 @@ class Trainer:
 
     def run_epoch(self, batches: TrainingBatches, rng: np.random.Generator, desc: str = "epoch") -> float:
         """One pass over the batches; returns the mean loss."""
-        own = self.own_order
-        steps = tower_epoch(batches, rng, self.model.config.towers) if own else batches.epoch(rng)
-        bar = tqdm(steps, total=len(batches), desc=desc, leave=False, disable=not self.progress, unit="batch")
-        return float(np.mean([self.tower_step(step) if own else self.step(step) for step in bar]))
-
-    def tower_step(self, batches: Sequence[Batch]) -> float:
-        """One optimisation step, each tower on its own batch (see :func:`tower_step`)."""
-        return tower_step(self.model, self.optimizer, batches, self.loss, self.device, self.amp)
+        bar = tqdm(batches.epoch(rng), total=len(batches), desc=desc, leave=False, disable=not self.progress)
+        return float(np.mean([self.step(batch) for batch in bar]))
 
     def step(self, batch: Batch) -> float:
         """One optimisation step (see :func:`train_step`)."""
         return train_step(self.model, self.optimizer, batch, self.loss, self.device, self.amp, self._step_fn)
 
     def fit(self, train_items: list[np.ndarray], train_types: list[np.ndarray], valid: EvalSet) -> FitResult:
+        """Train with early stopping on validation NDCG@10, scored on a fixed sample of at most
+        ``train.valid_users`` of ``valid``'s users; the best epoch's weights are kept."""
         s = self.settings
         torch.manual_seed(s.seed)
         rng = np.random.default_rng(s.seed)
+        # its own generator: the sample does not shift the batch order of a run with fewer users
+        valid = valid.sample(s.valid_users, np.random.default_rng([s.seed, 1]))
         batches = self.prepare(train_items, train_types)
         best, best_epoch, best_state, history = -math.inf, 0, None, []
         started, train_seconds, stopped, since_best = time.perf_counter(), 0.0, "max_epochs", 0

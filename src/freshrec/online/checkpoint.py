@@ -74,7 +74,7 @@ class CheckpointStore:
             return None
         path = self.root / name
         raw = json.loads((path / "state.json").read_text())
-        model = SASRec(SASRecConfig(**raw.pop("config")))
+        model = SASRec(SASRecConfig.from_dict(raw.pop("config")))
         model.load_state_dict(load_file(str(path / "weights.safetensors")))
         item_ids = json.loads((path / "items.json").read_text())
         self._previous = name

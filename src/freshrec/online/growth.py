@@ -8,21 +8,37 @@ vector, the new item then ranks high exactly where it was chosen, before any gra
 row is then calibrated (:func:`calibrate`) so that, averaged over users, it scores like the median item:
 without that, new items took most of everyone's top-10 (Amazon replay, docs/benchmarks.md §6). The
 optimizer's moment estimates grow with the table (zeros for the new rows), so training continues without
-resetting what it learned. An item that already has a row which never trained (it was in the catalogue,
-without events, when the version was trained) gets that row rebuilt the same way on its first events
-(:func:`reset_rows`).
+resetting what it learned (:meth:`~freshrec.online.learner.Learner.append_rows`). An item that already has
+a row which never trained (it was in the catalogue, without events, when the version was trained) gets
+that row rebuilt the same way on its first events.
 """
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable, Sequence
+from typing import Generic, TypeVar
 
+import numpy as np
 import torch
 
+from freshrec.content.mapping import ContentMapping, fit_for_model
+from freshrec.content.store import ContentStore
 from freshrec.model.sasrec import SASRec
+from freshrec.online.learner import History, Learner
+from freshrec.schema import EventRecord
+
+log = logging.getLogger(__name__)
 
 #: content initialiser: catalogue indices of new items -> [M, D] rows, with NaN rows where it has no content
 ContentRows = Callable[[Sequence[int]], torch.Tensor | None]
+#: Seconds the content -> row mapping and the calibration sample of users are reused: both read only the
+#: item table's broad shape, which one micro-batch barely moves, and refitting them cost ~5% and ~11% of a
+#: micro-batch when new items arrived in most of them.
+REFIT_S = 60.0
+#: Known users whose vectors new rows are calibrated against.
+CALIBRATION_USERS = 256
 
 
 def initial_rows(
@@ -32,15 +48,12 @@ def initial_rows(
     content: ContentRows | None = None,
     generator: torch.Generator | None = None,
     users: torch.Tensor | None = None,
-    rates: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, list[str]]:
     """Rows for new items and how each was initialised ("content", "co-occurrence", "random").
 
     ``contexts[catalog_idx]``: [C, D] user vectors of the sequences just before the item was chosen.
     ``users``: [U, D] a sample of user vectors; with it each new row is moved along the mean user direction
-    until its mean score over the sample is the median existing item's (see :func:`calibrate`), or, given
-    ``rates`` [M] (each new item's observed share of recent choices), until its mean softmax probability
-    over the sample equals that rate (see :func:`calibrate_to_rates`).
+    until its mean score over the sample is the median existing item's (see :func:`calibrate`).
     """
     table = model.item_emb.weight.detach()
     known = table[1:]
@@ -58,10 +71,7 @@ def initial_rows(
             rows[j] = mean * (norm / max(float(mean.norm()), 1e-8))
             how[j] = "co-occurrence"
     if users is not None and len(users) and known.shape[0]:
-        if rates is not None:
-            rows = calibrate_to_rates(rows, known.float(), users.float(), rates.float())
-        else:
-            rows = calibrate(rows, known.float(), users.float())
+        rows = calibrate(rows, known.float(), users.float())
     return rows, how
 
 
@@ -89,80 +99,122 @@ def calibrate(rows: torch.Tensor, known: torch.Tensor, users: torch.Tensor) -> t
     return rows - ((rows @ direction - target) / size).unsqueeze(1) * direction
 
 
-def calibrate_to_rates(
-    rows: torch.Tensor, known: torch.Tensor, users: torch.Tensor, rates: torch.Tensor, iterations: int = 50
-) -> torch.Tensor:
-    """Shift each of ``rows`` along the mean user vector until its softmax probability, averaged over
-    ``users`` and computed against the ``known`` items and itself, equals its entry of ``rates``.
+class TableGrowth:
+    """Gives the items of a micro-batch that have no trained row one (the online trainer's growth job).
 
-    Why: a trained softmax model's items satisfy this by themselves (at the optimum of the cross-entropy the
-    gradient of an item's bias, predicted minus observed count, is zero), so a new row placed this way
-    scores at the level its first choices say, where :func:`calibrate`'s median item is a fixed guess: too
-    low for a launch everybody looks at, too high for a niche item. The shift is found by bisection, per
-    row at once, and bounded so that the row's mean score stays between the least and the most likely
-    known item's (a rate no shift reaches, e.g. because a few users point away from the mean direction,
-    ends at a bound instead of running off). The part of the row orthogonal to the mean user vector is kept.
+    Items the model has no row for get rows appended; items with a row that never trained (catalogue items
+    without a single event in the base version's training data: such a row only learned to lose, and
+    serving scores those items from their content until now) get that row rebuilt. Both are built the same
+    way: from content, else from the choosers' co-occurrence, else random; then calibrated.
 
-    >>> import torch
-    >>> users = torch.tensor([[1.0, 0.5], [1.0, -0.5]])
-    >>> known = torch.tensor([[-3.0, 0.0], [0.0, 0.0], [3.0, 0.0]])
-    >>> row = calibrate_to_rates(torch.zeros(1, 2), known, users, torch.tensor([0.25]))
-    >>> row  # score 1.95 for both users: e^1.95 / (e^-3 + e^0 + e^3 + e^1.95) = 0.25
-    tensor([[1.9523, 0.0000]])
+    Parameters
+    ----------
+    content
+        The content store (new rows from content when it is fitted); ``None``: no content.
+    seed
+        Seeds the mapping's sample of warm rows.
     """
-    direction = users.mean(0)
-    along = users @ direction  # [U]
-    scale = float(along.mean())  # = |direction|^2
-    if scale <= 1e-12 or not len(known):
+
+    def __init__(self, content: ContentStore | None, seed: int = 0) -> None:
+        self.content = content
+        self._rng = np.random.default_rng(seed)
+        self._mapping: _Expiring[ContentMapping | None] = _Expiring(REFIT_S)
+        self._users: _Expiring[torch.Tensor | None] = _Expiring(REFIT_S)
+
+    def clear(self) -> None:
+        """Forget the cached mapping and user sample (the weights were replaced)."""
+        self._mapping.clear()
+        self._users.clear()
+
+    def apply(
+        self,
+        learner: Learner,
+        events: Sequence[EventRecord],
+        idx: Sequence[int],
+        histories: dict[int, History],
+        untrained: set[str],
+        known_users: Callable[[], list[History]],
+    ) -> tuple[int, int]:
+        """Rows for this batch's items that need one. ``histories[j]``: the history event ``j`` was chosen
+        after (positive events only); ``untrained``: external ids of never-trained rows; ``known_users``: a
+        random sample of known users' histories (called only when rows are built). Returns (rows appended,
+        rows rebuilt)."""
+        idx_arr = np.asarray(idx, dtype=np.int64)
+        rows = learner.rows(idx_arr)
+        unknown = [int(i) for i in dict.fromkeys(idx_arr[rows == 0].tolist())]
+        stale = {int(i): int(r) for e, i, r in zip(events, idx, rows, strict=True) if r and e.item_id in untrained}
+        if not unknown and not stale:
+            return 0, 0
+        wanted = set(unknown) | set(stale)
+        chosen = [(int(idx[j]), learner.readable(h)) for j, h in histories.items() if int(idx[j]) in wanted]
+        chosen = [(i, h) for i, h in chosen if h is not None]
+        contexts: dict[int, torch.Tensor] = {}
+        if chosen:
+            vectors = learner.encode([h for _, h in chosen])
+            by_item: dict[int, list[int]] = {}
+            for j, (i, _) in enumerate(chosen):
+                by_item.setdefault(i, []).append(j)
+            contexts = {i: vectors[js] for i, js in by_item.items()}
+        targets = unknown + list(stale)
+        content = self.content_rows(learner) if self.content is not None else None
+        built, how = initial_rows(learner.model, targets, contexts, content, users=self._sample(learner, known_users))
+        if stale:
+            learner.rebuild_rows(list(stale.values()), built[len(unknown) :])
+        if unknown:
+            learner.append_rows(unknown, built[: len(unknown)])
+        log.info(
+            "new rows for %d items, %d rebuilt (%s)", len(unknown), len(stale), {k: how.count(k) for k in set(how)}
+        )
+        return len(unknown), len(stale)
+
+    def _sample(self, learner: Learner, known_users: Callable[[], list[History]]) -> torch.Tensor | None:
+        def encode() -> torch.Tensor | None:
+            readable = [r for r in map(learner.readable, known_users()) if r is not None]
+            return learner.encode(readable) if readable else None
+
+        return self._users.get(encode)
+
+    def content_rows(self, learner: Learner) -> ContentRows:
+        """The content initialiser for ``learner``'s item space: catalogue indices -> rows mapped from the
+        items' content (NaN rows for items without content; ``None`` when nothing can be mapped)."""
+        store = self.content
+
+        def rows(catalog_idx: Sequence[int]) -> torch.Tensor | None:
+            if store is None or not store.fitted:
+                return None
+            new_x, new_has = store.vectors(np.asarray(catalog_idx, dtype=np.int64))
+            if not new_has.any():
+                return None
+
+            def fit() -> ContentMapping | None:
+                table = learner.model.item_emb.weight.detach().float().numpy()
+                warm = np.arange(1, len(learner.row_map.catalog_of_row))
+                return fit_for_model(store, learner.row_map.catalog_of_row, table, warm, self._rng)
+
+            mapping = self._mapping.get(fit)
+            if mapping is None:
+                return None
+            out = torch.full((len(catalog_idx), learner.model.config.dim), float("nan"))
+            out[torch.from_numpy(new_has)] = torch.from_numpy(mapping.predict(new_x[new_has]))
+            return out
+
         return rows
-    known_scores = users @ known.T  # [U, N]
-    row_scores = users @ rows.T  # [U, M]
-    # log-odds of each row against the known items, before the shift
-    base = row_scores - torch.logsumexp(known_scores, dim=1, keepdim=True)
-    target = rates.clamp(1e-9, 1 - 1e-9)
-    # bracket: the shifts that put the row's mean score at the least / the most likely known item's
-    known_mean = known_scores.mean(0)
-    row_mean = row_scores.mean(0)
-    lo = (known_mean.min() - row_mean) / scale
-    hi = (known_mean.max() - row_mean) / scale
-    for _ in range(iterations):
-        mid = (lo + hi) / 2
-        # mean_u sigmoid(base + shift * along): increasing in the shift for users along the mean direction
-        too_high = torch.sigmoid(base + mid.unsqueeze(0) * along.unsqueeze(1)).mean(0) > target
-        hi = torch.where(too_high, mid, hi)
-        lo = torch.where(too_high, lo, mid)
-    return rows + ((lo + hi) / 2).unsqueeze(1) * direction
 
 
-def grow(model: SASRec, optimizer: torch.optim.Optimizer | None, rows: torch.Tensor) -> None:
-    """Append ``rows`` to the item table and keep the optimizer pointing at (and tracking) it."""
-    old = model.item_emb.weight
-    model.grow_items(rows)
-    new = model.item_emb.weight
-    if optimizer is None:
-        return
-    for group in optimizer.param_groups:
-        group["params"] = [new if p is old else p for p in group["params"]]
-    state = optimizer.state.pop(old, None)
-    if state:
-        extra = rows.shape[0]
-        for key in ("exp_avg", "exp_avg_sq"):
-            if key in state:
-                pad = torch.zeros(extra, *state[key].shape[1:], dtype=state[key].dtype, device=state[key].device)
-                state[key] = torch.cat([state[key], pad])
-        optimizer.state[new] = state
+T = TypeVar("T")
 
 
-def reset_rows(
-    model: SASRec, optimizer: torch.optim.Optimizer | None, rows: Sequence[int], values: torch.Tensor
-) -> None:
-    """Overwrite item-table ``rows`` with ``values`` and forget the optimizer's moments for them, so they
-    train on as freshly grown rows do (other rows and their optimizer state untouched)."""
-    index = torch.as_tensor(rows, dtype=torch.long)
-    weight = model.item_emb.weight
-    with torch.no_grad():
-        weight[index] = values.to(weight)
-    state = optimizer.state.get(weight) if optimizer is not None else None
-    for key in ("exp_avg", "exp_avg_sq"):
-        if state and key in state:
-            state[key][index] = 0
+class _Expiring(Generic[T]):
+    """A value computed on first use and again once it is ``ttl`` seconds old (or cleared)."""
+
+    def __init__(self, ttl: float) -> None:
+        self.ttl = ttl
+        self._held: tuple[float, T] | None = None
+
+    def get(self, make: Callable[[], T]) -> T:
+        if self._held is None or time.monotonic() - self._held[0] >= self.ttl:
+            self._held = (time.monotonic(), make())
+        return self._held[1]
+
+    def clear(self) -> None:
+        self._held = None

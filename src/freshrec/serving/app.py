@@ -19,7 +19,7 @@ from freshrec.config import Settings
 from freshrec.engine import Engine, build_engine
 from freshrec.errors import FreshrecError
 from freshrec.schema import EventIn, ItemIn
-from freshrec.serving.metrics import ServiceMetrics
+from freshrec.serving.prometheus import ServiceMetrics
 from freshrec.serving.routes import events, health, items, models, users
 
 log = logging.getLogger(__name__)

@@ -6,29 +6,10 @@ The in-memory backend is rebuilt from the event log on start; the log stays the 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-import numpy as np
-
-from freshrec.schema import EventRecord
+from freshrec.schema import EventRecord, UserSnapshot
 from freshrec.storage_url import split_url
-
-
-@dataclass(frozen=True, slots=True)
-class UserSnapshot:
-    """A consistent copy of one user's state, safe to read while new events arrive.
-
-    ``items``/``types``/``ts``: [S] newest last (catalogue indices, type codes, unix seconds);
-    ``seen``: sorted catalogue indices of every item the user ever acted on; ``version`` changes whenever
-    the state does (a cache key for anything derived from it).
-    """
-
-    items: np.ndarray
-    types: np.ndarray
-    ts: np.ndarray
-    seen: np.ndarray
-    version: int = 0
 
 
 @runtime_checkable
