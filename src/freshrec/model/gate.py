@@ -6,7 +6,7 @@ Both models are scored on the same users, so the gate can tell a real loss from 
 ``noise_z`` > 0 a candidate is held back only when its NDCG@10 is below ``(1 - tolerance)`` x the
 current one by more than ``noise_z`` standard errors of the paired per-user difference. The per-batch
 holdouts are a few hundred users; with ``noise_z`` = 0 the replay showed the gate rejecting most
-candidates on noise alone (docs/benchmarks.md, section 6).
+candidates on noise alone.
 
 Comparing only with the current version lets forgetting ratchet: each version may lose a little
 (tolerance + noise) to its parent, and the losses compound down the lineage (the ML-100K replay lost 38%

@@ -82,7 +82,7 @@ class SASRecConfig:
         raw = dict(raw)
         raw.pop("attention_dropout", None)
         if raw.pop("towers", 1) != 1:
-            raise ValueError("this version was trained with several towers, an architecture freshrec no longer has")
+            raise ValueError("this version has several towers, an architecture this freshrec does not support")
         return cls(**raw)
 
 

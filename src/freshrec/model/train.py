@@ -1,6 +1,6 @@
 """Training: :func:`train_step` (the one step offline and online training share) and :class:`Trainer.fit`.
 
-Speed on CPU comes from these choices, each measured in docs/benchmarks.md: length-bucketed batches
+Speed on CPU comes from these choices (docs/benchmarks.md, training speed): length-bucketed batches
 trimmed to their longest sequence (little padding), logits only at positions that have a target (the
 [M, N] matrix never includes padding), the fused attention kernel (no dropout on attention weights, see
 :class:`~freshrec.model.sasrec.SASRecConfig`), bf16 autocast where the CPU runs it natively, and
@@ -165,7 +165,7 @@ class Trainer:
         mode = self.settings.compile
         if mode == "off":
             return
-        # On a CPU without native bf16 the compiled fp32 step measured slower than eager (docs/benchmarks.md,
+        # On a CPU without native bf16 the compiled fp32 step is slower than eager (docs/benchmarks.md,
         # training speed): 'auto' compiles on CUDA and under bf16 only.
         if mode == "auto" and (
             positions < COMPILE_MIN_POSITIONS or not (self.device.type == "cuda" or self.amp == torch.bfloat16)

@@ -6,7 +6,7 @@ table. Co-occurrence here means the model's own reading of the sequences that le
 user vector of those contexts, scaled to a typical row norm. Since a score is a dot product with the user
 vector, the new item then ranks high exactly where it was chosen, before any gradient step. Every new
 row is then calibrated (:func:`calibrate`) so that, averaged over users, it scores like the median item:
-without that, new items took most of everyone's top-10 (Amazon replay, docs/benchmarks.md §6). The
+without that, new items took most of everyone's top-10 in the Amazon replay. The
 optimizer's moment estimates grow with the table (zeros for the new rows), so training continues without
 resetting what it learned (:meth:`~freshrec.online.learner.Learner.append_rows`). An item that already has
 a row which never trained (it was in the catalogue, without events, when the version was trained) gets
@@ -104,7 +104,7 @@ class TableGrowth:
 
     Items the model has no row for get rows appended; items with a row that never trained (catalogue items
     without a single event in the base version's training data: such a row only learned to lose, and
-    serving scores those items from their content until now) get that row rebuilt. Both are built the same
+    serving scores those items from their content until then) get that row rebuilt. Both are built the same
     way: from content, else from the choosers' co-occurrence, else random; then calibrated.
 
     Parameters

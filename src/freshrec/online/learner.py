@@ -40,6 +40,22 @@ class Learner:
         AdamW's learning rate and weight decay.
     exclude_seen
         Fine-tune with the objective the version was trained with (``train.exclude_seen``).
+
+    Example
+    -------
+    >>> import tempfile, pathlib
+    >>> from freshrec.catalog.sqlite import SQLiteCatalog
+    >>> from freshrec.model.sasrec import SASRecConfig
+    >>> catalog = SQLiteCatalog(pathlib.Path(tempfile.mkdtemp()) / "catalog.db")
+    >>> _ = catalog.internal_ids(["new", "a", "b"])            # the catalogue numbers "new" first
+    >>> learner = Learner(SASRec(SASRecConfig(num_items=2, dim=8, heads=1, layers=1, max_len=4)),
+    ...                   ["a", "b"], catalog, lr=1e-3, weight_decay=0.0)
+    >>> learner.rows(np.array([1, 2, 3])).tolist()             # "new" has no row yet
+    [0, 1, 2]
+    >>> learner.append_rows([1], torch.zeros(1, 8))
+    >>> learner.rows(np.array([1])).tolist(), learner.item_ids
+    ([3], ['a', 'b', 'new'])
+    >>> catalog.close()
     """
 
     def __init__(

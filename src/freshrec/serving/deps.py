@@ -42,6 +42,14 @@ async def read_json(request: Request, max_bytes: int) -> Any:
         ) from exc
 
 
+def batch_body(one: str, batch: str) -> dict[str, Any]:
+    """OpenAPI for a body :func:`parse_batch` reads: one ``one`` object, an array of them, or a ``batch``
+    wrapper (the bodies are parsed by hand for exact error messages, so FastAPI cannot describe them)."""
+    ref = {"$ref": f"#/components/schemas/{one}"}
+    schema = {"oneOf": [ref, {"type": "array", "items": ref}, {"$ref": f"#/components/schemas/{batch}"}]}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
 def parse_batch(payload: Any, key: str, adapter: TypeAdapter) -> list:
     """Accept one object, a JSON array, or ``{key: [...]}``; validate every element with ``adapter``."""
     if isinstance(payload, dict) and set(payload) == {key}:

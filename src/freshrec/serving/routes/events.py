@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
 
 from freshrec.schema import EventAck, EventIn
-from freshrec.serving.deps import EngineDep, parse_batch, read_json
+from freshrec.serving.deps import EngineDep, batch_body, parse_batch, read_json
 
 router = APIRouter(prefix="/v1", tags=["events"])
 _EVENTS = TypeAdapter(list[EventIn])
@@ -23,22 +23,7 @@ _EVENTS = TypeAdapter(list[EventIn])
         "next recommendation request reflects it. An `event_id` already stored is acknowledged as a "
         "duplicate and not stored again. Invalid input gets 422 (413 for oversized batches) and stores nothing."
     ),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "oneOf": [
-                            {"$ref": "#/components/schemas/EventIn"},
-                            {"type": "array", "items": {"$ref": "#/components/schemas/EventIn"}},
-                            {"$ref": "#/components/schemas/EventBatch"},
-                        ]
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=batch_body("EventIn", "EventBatch"),
 )
 async def post_events(request: Request, engine: EngineDep) -> EventAck:
     payload = await read_json(request, engine.settings.events.max_body_bytes)

@@ -9,7 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
 
 from freshrec.schema import ItemIn, ItemOut, ItemsAck, SimilarItems
-from freshrec.serving.deps import EngineDep, parse_batch, read_json
+from freshrec.serving.deps import EngineDep, batch_body, parse_batch, read_json
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 _ITEMS = TypeAdapter(list[ItemIn])
@@ -23,22 +23,7 @@ _ITEMS = TypeAdapter(list[ItemIn])
         'Body: one item, an array of items, or `{"items": [...]}`. New ids are created; for existing ids '
         "only the fields present in the request change. `available: false` hides an item from every list."
     ),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {
-                        "oneOf": [
-                            {"$ref": "#/components/schemas/ItemIn"},
-                            {"type": "array", "items": {"$ref": "#/components/schemas/ItemIn"}},
-                            {"$ref": "#/components/schemas/ItemBatch"},
-                        ]
-                    }
-                }
-            },
-        }
-    },
+    openapi_extra=batch_body("ItemIn", "ItemBatch"),
 )
 async def put_items(request: Request, engine: EngineDep) -> ItemsAck:
     payload = await read_json(request, engine.settings.events.max_body_bytes)
