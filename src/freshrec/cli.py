@@ -273,7 +273,12 @@ def print_metrics(metrics: dict[str, Any]) -> None:
     for c in cols:
         table.add_column(c.upper(), justify="right")
     table.add_column("users", justify="right")
-    rows = (("model", "model"), ("model_unfiltered", "model, seen items not filtered"), ("popularity", "popularity"))
+    rows = (
+        ("served", "served: every source + ranker"),
+        ("model", "model"),
+        ("model_unfiltered", "model, seen items not filtered"),
+        ("popularity", "popularity"),
+    )
     for key, label in rows:
         row = metrics.get(key)
         if row:

@@ -159,6 +159,11 @@ class ServingSettings(_Section):
     default_k: int = Field(10, ge=1, description="List length when a request gives no k.")
     max_k: int = Field(500, ge=1, description="Largest k a request may ask for.")
     exclude_seen: bool = Field(True, description="Default for the exclude_seen query parameter.")
+    ranker: bool = Field(
+        True,
+        description="Serve the version's ranker over the candidates of every live source (the transformer, "
+        "co-occurrence, session-kNN, trending) when it has one; false serves the transformer's own ranking.",
+    )
     index: Literal["auto", "exact", "faiss-flat", "faiss-hnsw"] = Field(
         "auto",
         description="Top-k retrieval: exact matrix product, faiss flat, or faiss HNSW (approximate); auto uses "

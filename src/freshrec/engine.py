@@ -18,6 +18,8 @@ from freshrec.config import Settings
 from freshrec.errors import InvalidInput, NotFound
 from freshrec.model.gate import GateLog
 from freshrec.model.registry import ModelNotFoundError
+from freshrec.ranking.features import POPULARITY_HALF_LIVES
+from freshrec.ranking.ranker import load_ranker
 from freshrec.recommend import TRENDING_REFRESH_S, Recommender
 from freshrec.schema import (
     AppendResult,
@@ -71,7 +73,8 @@ class Engine:
         #: Content vectors for cold start (None when content is disabled); fitted by `freshrec train`.
         self.content = stores.content
         self.state = state
-        self.trending = Trending(settings.state.trending_half_life_hours * 3600.0)
+        # the ranker reads popularity at more half-lives than the one trending lists rank by
+        self.trending = Trending(settings.state.trending_half_life_hours * 3600.0, POPULARITY_HALF_LIVES)
         self.preferences = PreferenceStore(
             settings.storage.data_dir / "preferences.db", synchronous=settings.storage.sqlite_synchronous
         )
@@ -154,11 +157,7 @@ class Engine:
     def _apply(self, records: Sequence[EventRecord]) -> None:
         idx = self.catalog.internal_ids([r.item_id for r in records], create=True)
         self.state.apply(records, idx)
-        negative = self.types.negative
-        positive = [(i, r.ts) for i, r in zip(idx, records, strict=True) if r.type not in negative]
-        if positive:
-            items, ts = zip(*positive, strict=True)
-            self.trending.add(items, ts)
+        self.trending.add_events(records, idx, self.types.negative)
 
     def delete_user(self, user_id: str) -> int:
         """Forget a user: their events and state. Returns the number of events removed."""
@@ -249,6 +248,7 @@ class Engine:
         except ModelNotFoundError as exc:
             raise NotFound(str(exc)) from exc
         model = ServingModel(loaded, self.catalog, self.types, self.settings.serving.index)
+        model.ranker = load_ranker(loaded.ranker)
         content_version = self.content.version if self.content is not None else 0
         if self.content is not None and not model.reuse_content(self.recommender.serving, self.content):
             model.attach_content(self.content)

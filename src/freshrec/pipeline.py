@@ -8,7 +8,7 @@ rebuilt to train.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -16,15 +16,24 @@ import torch
 
 from freshrec.config import Settings
 from freshrec.device import amp_dtype, resolve_device
+from freshrec.metrics import DEFAULT_KS, summarize
 from freshrec.model.data import SequenceData, Split, leave_one_out, sequences_from_log
 from freshrec.model.evaluate import evaluate_split
 from freshrec.model.gate import NOISE_Z, GateDecision, GateLog, compare
+from freshrec.model.registry import LoadedModel
 from freshrec.model.rowmap import RowMap
 from freshrec.model.sasrec import SASRec, SASRecConfig
 from freshrec.model.train import FitResult, Trainer
+from freshrec.ranking.collect import Requests, collect
+from freshrec.ranking.ranker import Ranker
+from freshrec.serving_model import ServingModel
 from freshrec.stores import Stores
 
 log = logging.getLogger(__name__)
+
+#: Fewest requests (held-out events whose item was among the candidates) a ranker is fitted on; with fewer,
+#: the version has none and serves the transformer's own ranking.
+MIN_RANKER_REQUESTS = 50
 
 
 @dataclass
@@ -141,6 +150,12 @@ def train_and_publish(
     fit = trainer.fit(split.train_items, split.train_types, split.valid)
     metrics = _evaluate(trainer.model, split, settings)
     metrics["valid"] = fit.valid
+    untrained = untrained_items(stores, split, data.num_items)
+    content_items = _fit_content(stores, progress)
+    serving = bind(stores, trainer.model, data.num_items, untrained)
+    ranker, ranker_meta = fit_ranker(stores, serving, data, holdout, progress)
+    if ranker is not None and holdout == "test":
+        metrics["served"] = served_metrics(stores, serving, ranker, data, progress)
     decision = None
     if warm_start:
         decision = _gate_against_current(stores, trainer.model, split, parent)
@@ -154,7 +169,8 @@ def train_and_publish(
         "offsets": {"from": 1, "to": data.max_offset},
         # Rows of these items only ever served as softmax negatives: serving treats them as cold
         # (scored from content when they have it) and the content mapping is not fitted on them.
-        "untrained_items": untrained_items(stores, split, data.num_items),
+        "untrained_items": untrained,
+        "ranker": ranker_meta,
     }
     if decision is not None:
         meta["gate"] = {"reason": decision.reason, "tolerance": decision.tolerance}
@@ -167,11 +183,73 @@ def train_and_publish(
         meta=meta,
         parent=parent,
         make_current=stores.registry.pinned() is None,
+        ranker=ranker.to_text() if ranker is not None else None,
     )
     if decision is not None:
         decision.candidate_version = version
         GateLog(stores.registry.root).append(decision)
-    return TrainReport(version, fit, metrics, data.data_range(), decision, _fit_content(stores, progress))
+    return TrainReport(version, fit, metrics, data.data_range(), decision, content_items)
+
+
+def bind(stores: Stores, model: SASRec, num_items: int, untrained: list[str]) -> ServingModel:
+    """A freshly trained model (rows = catalogue indices 1..N) bound for serving, as a published version would
+    be: its index, and content-mapped rows for the items it has no trained row for."""
+    loaded = LoadedModel(
+        "candidate",
+        model.eval(),
+        stores.catalog.external_ids()[:num_items],
+        stores.types.names,
+        {"untrained_items": untrained},
+    )
+    serving = ServingModel(loaded, stores.catalog, stores.types, stores.settings.serving.index)
+    if stores.content is not None:
+        serving.attach_content(stores.content)
+    return serving
+
+
+def _entry_targets(data: SequenceData, back: int) -> dict[str, int]:
+    """Per user with at least ``back + 1`` entries, the position of the entry ``back`` from the end."""
+    return {u: len(s) - back for u, s in zip(data.users, data.items, strict=True) if len(s) > back}
+
+
+def fit_ranker(
+    stores: Stores, serving: ServingModel, data: SequenceData, holdout: str, progress: bool = False
+) -> tuple[Ranker | None, dict[str, Any]]:
+    """The ranker over live candidates, fitted on each user's validation event (held out of the model's
+    training, so its scores there are not memorised), with what the fit did; ``None`` with fewer than
+    :data:`MIN_RANKER_REQUESTS` requests."""
+    back = 2 if holdout == "test" else 1
+    requests = collect(stores, serving, _entry_targets(data, back), data.max_offset, progress)
+    meta: dict[str, Any] = {"requests_asked": len(requests.targets), "candidate_recall": requests.recall}
+    if len(requests.groups) < MIN_RANKER_REQUESTS:
+        meta["skipped"] = f"{len(requests.groups)} requests, fewer than {MIN_RANKER_REQUESTS}"
+        return None, meta
+    ranker, report = Ranker.fit(requests.x, requests.y, requests.groups, seed=stores.settings.train.seed)
+    meta.update(asdict(report))
+    return ranker, meta
+
+
+def served_ranks(ranker: Ranker, requests: Requests) -> np.ndarray:
+    """The rank of each asked request's chosen item in the ranker's order (a miss when it was not a candidate)."""
+    ranks, start, kept = [], 0, iter(range(len(requests.groups)))
+    for target in requests.targets:
+        if target < 0:
+            ranks.append(np.iinfo(np.int32).max)
+            continue
+        g = requests.groups[next(kept)]
+        scores = ranker.score(requests.x[start : start + g])
+        start += g
+        ranks.append(int((scores > scores[target]).sum()))
+    return np.asarray(ranks, dtype=np.int64)
+
+
+def served_metrics(
+    stores: Stores, serving: ServingModel, ranker: Ranker, data: SequenceData, progress: bool = False
+) -> dict[str, float]:
+    """The offline protocol on the served pipeline: each user's last event ranked by the ranker among the live
+    sources' candidates (seen items excluded); an item that was not a candidate is a miss."""
+    requests = collect(stores, serving, _entry_targets(data, 1), data.max_offset, progress)
+    return {**summarize(served_ranks(ranker, requests), DEFAULT_KS), "candidate_recall": requests.recall}
 
 
 def _training_record(fit: FitResult, settings: Settings) -> dict[str, Any]:
@@ -246,5 +324,10 @@ def evaluate_version(stores: Stores, version: str | None = None, progress: bool 
         split.holdout,
     )
     result = _evaluate(loaded.model, mapped, stores.settings, progress=progress)
+    if loaded.ranker is not None and split.test is not None:
+        serving = ServingModel(loaded, stores.catalog, stores.types, stores.settings.serving.index)
+        if stores.content is not None:
+            serving.attach_content(stores.content)
+        result["served"] = served_metrics(stores, serving, Ranker.from_text(loaded.ranker), data, progress)
     result["version"] = loaded.version
     return result

@@ -1,9 +1,13 @@
-"""The hot path: user state -> encode -> index.topk -> reasons; trending for users the model cannot serve.
+"""The hot path: user state -> encode -> candidates -> ranker -> reasons; trending for users the model cannot serve.
 
 Every list is computed fresh from the user's latest sequence: there is no precomputed per-user list to go
-stale. :class:`ServingModel` prepares one model version for serving (id translation, the index, the
-availability mask); :class:`Recommender` holds exactly one current ``ServingModel`` and swaps it by a
-single reference assignment, so a request that started on the old version finishes on it.
+stale. When the serving version has a ranker (and ``serving.ranker`` is on), the transformer is one candidate
+source among several live ones (co-occurrence, session-kNN, trending; :mod:`freshrec.candidates`) and the
+ranker orders their merged candidates from real-time features (:mod:`freshrec.ranking`); otherwise the
+transformer's own ranking is served. :class:`ServingModel` prepares one model version for serving (id
+translation, the index, the availability mask); :class:`Recommender` holds exactly one current
+``ServingModel`` and swaps it by a single reference assignment, so a request that started on the old
+version finishes on it.
 """
 
 from __future__ import annotations
@@ -11,15 +15,21 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from freshrec.batching import MicroBatcher
+from freshrec.candidates.cooccurrence import CoOccurrence
+from freshrec.candidates.sknn import SessionKNN
+from freshrec.candidates.trending import TrendingSource
 from freshrec.catalog.base import Catalog
 from freshrec.config import ContentSettings, ServingSettings
 from freshrec.errors import InvalidInput, ModelUnavailable, NotFound
+from freshrec.ranking.assemble import Live, rank
+from freshrec.ranking.features import ItemStats
 from freshrec.rerank import describe, explain_by_sequence
 from freshrec.schema import RecommendationList, RecommendedItem, SimilarItems, UserSnapshot
 from freshrec.sequence import EventTypes
@@ -42,12 +52,15 @@ class _Scoring:
 
     serving: ServingModel
     user_id: str
-    state_version: int
+    snap: UserSnapshot
     rows: np.ndarray  # the user's sequence as model rows, newest last
     types: np.ndarray
-    exclude: np.ndarray  # model rows never to return (seen items)
-    exclude_catalog: np.ndarray  # the same items as catalogue indices (for cold items)
+    exclude: np.ndarray  # catalogue indices never to return (seen items)
     k: int
+
+    @property
+    def state_version(self) -> int:
+        return self.snap.version
 
 
 @dataclass
@@ -58,10 +71,16 @@ class _Scored:
     scores: np.ndarray  # [k]
     unit: np.ndarray  # [k, D] normalised rows, for reasons
     prefixes: list[str]  # "" or what the item is there for ("new item", "exploration")
+    sources: list[list[str]]  # the candidate sources that proposed each item
 
 
 #: Candidates fetched beyond k so an exploration slot can be filled from the user's own ranking.
 _EXPLORATION_POOL = 100
+
+
+def _model_only(position: int) -> list[str]:
+    """The sources of every item of the transformer's own ranking."""
+    return ["model"]
 
 
 class Recommender:
@@ -96,6 +115,9 @@ class Recommender:
         self._cache: OrderedDict[str, tuple[int, str, torch.Tensor]] = OrderedDict()
         self._cache_lock = threading.Lock()
         self._trending_cache: tuple[float, int, np.ndarray, np.ndarray] | None = None
+        self._stats_cache: tuple[float, int, ItemStats] | None = None
+        # the live sources beside the transformer, in the ranker's source order
+        self._sources = [CoOccurrence(state), SessionKNN(state), TrendingSource(self._trending_ranking)]
         self._exposure_cache: tuple[float, int, np.ndarray] | None = None
         self._batcher: MicroBatcher[_Scoring, _Scored] | None = (
             MicroBatcher(self._score_batch, settings.micro_batch) if settings.micro_batch > 1 else None
@@ -159,8 +181,7 @@ class Recommender:
             usable = rows > 0
             if usable.any():
                 seen = snap.seen if exclude_seen else np.zeros(0, dtype=np.int64)
-                exclude = serving.rows(seen)
-                return _Scoring(serving, user_id, snap.version, rows[usable], snap.types[usable], exclude, seen, k)
+                return _Scoring(serving, user_id, snap, rows[usable], snap.types[usable], seen, k)
         return self._trending(user_id, snap, k, exclude_seen, serving)
 
     def _exposure(self) -> np.ndarray:
@@ -172,71 +193,67 @@ class Recommender:
         return cached[2]
 
     def _score_batch(self, plans: list[_Scoring]) -> list[_Scored]:
-        """Encode (cached) and rank a batch of requests: one forward pass and one index search per model;
-        items the model has no row for compete through their content-mapped rows."""
+        """Encode (cached) and rank a batch of requests, one forward pass per model. With a ranker, each
+        user's candidates from every source are merged and ranked; without, the model's own top k (items it
+        has no learned row for compete through their content-mapped rows)."""
         results: list[_Scored | None] = [None] * len(plans)
         by_model: dict[int, list[int]] = {}
         for i, plan in enumerate(plans):
             by_model.setdefault(id(plan.serving), []).append(i)
         explore = self.content_settings.exploration_slots
+        exposure = self._exposure() if explore else None
         for members in by_model.values():
             serving = plans[members[0]].serving
-            users = [self._cached_vector(plans[i]) for i in members]
-            missing = [j for j, u in enumerate(users) if u is None]
-            if missing:
-                fresh = serving.encode(
-                    [plans[members[j]].rows for j in missing], [plans[members[j]].types for j in missing]
-                )
-                for j, vector in zip(missing, fresh, strict=True):
-                    users[j] = vector
-                    self._remember(plans[members[j]], vector)
-            k = max(plans[i].k for i in members)
-            fetch = k + _EXPLORATION_POOL if explore else k
-            queries = torch.stack(users)  # type: ignore[arg-type]
-            ids, scores = serving.index.topk(
-                queries, fetch, exclude=[plans[i].exclude for i in members], allowed=serving.allowed(self.catalog)
-            )
-            cold = serving.cold
-            cold_scores = None
-            if len(cold):
-                with torch.inference_mode():
-                    cold_scores = (queries.float() @ cold.vectors.T).numpy()  # [B, M]
-                cold_scores[:, ~self.catalog.available_mask()[cold.catalog_idx]] = -np.inf
-            exposure = self._exposure() if explore else None
-            for j, i in enumerate(members):
-                plan = plans[i]
-                keep = np.isfinite(scores[j])
-                cat = serving.catalog_of_row[ids[j][keep]]
-                sc = scores[j][keep]
-                unit = serving.unit_np[ids[j][keep]]
-                is_cold = np.zeros(len(cat), dtype=bool)
-                if cold_scores is not None:
-                    cs = cold_scores[j].copy()
-                    if len(plan.exclude_catalog):
-                        cs[np.isin(cold.catalog_idx, plan.exclude_catalog)] = -np.inf
-                    top = np.argsort(-cs, kind="stable")[:fetch]
-                    top = top[np.isfinite(cs[top])]
-                    cat = np.concatenate([cat, cold.catalog_idx[top]])
-                    sc = np.concatenate([sc, cs[top]])
-                    unit = np.concatenate([unit, cold.unit[top]])
-                    is_cold = np.concatenate([is_cold, np.ones(len(top), dtype=bool)])
-                    order = np.argsort(-sc, kind="stable")
-                    cat, sc, unit, is_cold = cat[order], sc[order], unit[order], is_cold[order]
-                results[i] = self._assemble(plan.k, cat, sc, unit, is_cold, exposure, explore)
+            queries = self._user_vectors(serving, [plans[i] for i in members])
+            exclude = [plans[i].exclude for i in members]
+            allowed, available = serving.allowed(self.catalog), self.catalog.available_mask()
+            if self.settings.ranker and serving.ranker is not None:
+                live = Live(self._sources, self._item_stats(), serving.content, available)
+                snaps = [plans[i].snap for i in members]
+                lists = rank(serving, serving.ranker, live, queries, snaps, exclude, allowed)
+                for (cands, scores), i in zip(lists, members, strict=True):
+                    results[i] = self._assemble(
+                        plans[i].k, serving, cands.items, scores, cands.sources_of, exposure, explore
+                    )
+            else:
+                fetch = max(plans[i].k for i in members) + (_EXPLORATION_POOL if explore else 0)
+                proposals = serving.propose(queries, fetch, exclude, available, allowed)
+                for p, i in zip(proposals, members, strict=True):
+                    results[i] = self._assemble(plans[i].k, serving, p.items, p.scores, _model_only, exposure, explore)
         return results  # type: ignore[return-value]
+
+    def _user_vectors(self, serving: ServingModel, plans: list[_Scoring]) -> torch.Tensor:
+        """[B, D] the plans' user vectors: cached ones reused, the others encoded in one forward pass."""
+        users = [self._cached_vector(plan) for plan in plans]
+        missing = [j for j, u in enumerate(users) if u is None]
+        if missing:
+            fresh = serving.encode([plans[j].rows for j in missing], [plans[j].types for j in missing])
+            for j, vector in zip(missing, fresh, strict=True):
+                users[j] = vector
+                self._remember(plans[j], vector)
+        return torch.stack(users)  # type: ignore[arg-type]
+
+    def _item_stats(self) -> ItemStats:
+        """Popularity statistics for the ranker's features, refreshed like the trending ranking."""
+        now = time.monotonic()
+        cached = self._stats_cache
+        if cached is None or cached[1] != self.catalog.version or now - cached[0] >= self.trending_refresh_s:
+            cached = self._stats_cache = (now, self.catalog.version, ItemStats.of(self.trending, len(self.catalog)))
+        return cached[2]
 
     def _assemble(
         self,
         k: int,
+        serving: ServingModel,
         cat: np.ndarray,
         sc: np.ndarray,
-        unit: np.ndarray,
-        is_cold: np.ndarray,
+        sources_of: Callable[[int], list[str]],
         exposure: np.ndarray | None,
         explore: int,
     ) -> _Scored:
         """The top k of a ranked candidate list, with the last ``explore`` slots going to the best-ranked
         little-exposed items below the cut (when there are any)."""
+        is_cold = ~serving.learned(cat)
         prefixes = ["matched by content (no learned embedding yet)" if c else "" for c in is_cold]
         slots = min(explore, k - 1) if exposure is not None else 0
         if slots <= 0 or len(cat) <= k - slots:
@@ -250,7 +267,9 @@ class Recommender:
             take = np.concatenate([head, fill, low])  # explored items take the last slots
             for t in low:
                 prefixes[t] = "exploration slot, a little-seen item" + (" matched by content" if is_cold[t] else "")
-        return _Scored(cat[take], sc[take], unit[take], [prefixes[t] for t in take])
+        return _Scored(
+            cat[take], sc[take], serving.unit_of(cat[take]), [prefixes[t] for t in take], [sources_of(t) for t in take]
+        )
 
     def _cached_vector(self, plan: _Scoring) -> torch.Tensor | None:
         with self._cache_lock:
@@ -285,9 +304,13 @@ class Recommender:
             sequence_length=min(len(plan.rows), serving.max_len),
             items=[
                 RecommendedItem(
-                    item_id=self.catalog.external_id(int(i)), score=float(s), reason=r, title=self.catalog.title(int(i))
+                    item_id=self.catalog.external_id(int(i)),
+                    score=float(s),
+                    reason=r,
+                    title=self.catalog.title(int(i)),
+                    sources=src,
                 )
-                for i, s, r in zip(scored.catalog_idx, scored.scores, reasons, strict=True)
+                for i, s, r, src in zip(scored.catalog_idx, scored.scores, reasons, scored.sources, strict=True)
             ],
         )
 

@@ -136,7 +136,7 @@ class UserSnapshot:
 
     ``items``/``types``/``ts``: [S] newest last (catalogue indices, type codes, unix seconds);
     ``seen``: sorted catalogue indices of every item the user ever acted on; ``version`` changes whenever
-    the state does (a cache key for anything derived from it).
+    the state does (a cache key for anything derived from it); ``user_id``: whose state it is.
     """
 
     items: np.ndarray
@@ -144,6 +144,7 @@ class UserSnapshot:
     ts: np.ndarray
     seen: np.ndarray
     version: int = 0
+    user_id: str = ""
 
 
 @dataclass(slots=True)
@@ -196,6 +197,10 @@ class RecommendedItem(BaseModel):
     score: float
     reason: str
     title: str | None = None
+    sources: list[str] = Field(
+        default_factory=list,
+        description="The candidate sources that proposed the item: model, co-occurrence, session-knn, trending.",
+    )
 
 
 class RecommendationList(BaseModel):

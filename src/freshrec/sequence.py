@@ -180,8 +180,8 @@ class Sequences:
     >>> seqs = Sequences(EventTypes(["view", "skip"], negative=["skip"]), max_len=5)
     >>> events = [EventRecord(1, "u", "a", "view", 1.0), EventRecord(2, "u", "b", "skip", 2.0),
     ...           EventRecord(3, "u", "c", "view", 3.0)]
-    >>> seqs.fold(events, [1, 2, 3])      # the users whose sequence gained an entry, per event
-    ['u', 'u']
+    >>> seqs.fold(events, [1, 2, 3])      # the events that added an entry (the skip did not)
+    [0, 2]
     >>> seqs.get("u").item_array().tolist(), seqs.get("u").seen_list()
     ([1, 3], [1, 2, 3])
     """
@@ -208,13 +208,13 @@ class Sequences:
     def pop(self, user_id: str) -> UserSequence | None:
         return self._users.pop(user_id, None)
 
-    def fold(self, events: Sequence, item_idx: Sequence[int], before: BeforeFold | None = None) -> list[str]:
+    def fold(self, events: Sequence, item_idx: Sequence[int], before: BeforeFold | None = None) -> list[int]:
         """Fold ``events`` (:class:`~freshrec.schema.EventRecord`, in log order) into the users' sequences;
-        ``item_idx[j]`` is event ``j``'s catalogue index. Returns the user of each event that added an
-        entry, in order (repeats included). ``before`` sees each user's sequence just before each event
-        (see :data:`BeforeFold`): the history the event was chosen after."""
+        ``item_idx[j]`` is event ``j``'s catalogue index. Returns the positions of the events that added an
+        entry, in order. ``before`` sees each user's sequence just before each event (see
+        :data:`BeforeFold`): the history the event was chosen after."""
         users, code_of, negative = self._users, self.types.code_of, self.types.negative
-        added: list[str] = []
+        added: list[int] = []
         for j, (e, idx) in enumerate(zip(events, item_idx, strict=True)):
             seq = users.get(e.user_id)
             if before is not None:
@@ -226,5 +226,5 @@ class Sequences:
                 self._created += 1
                 seq.version = self._created << 32
             if seq.add(idx, code_of(e.type), e.ts, e.type in negative):
-                added.append(e.user_id)
+                added.append(j)
         return added

@@ -7,10 +7,12 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
+from freshrec.candidates.base import Proposal
 from freshrec.catalog.base import Catalog
 from freshrec.content.mapping import ContentMapping, fit_for_model
 from freshrec.content.store import ContentStore
@@ -42,6 +44,16 @@ class ColdTable:
 
     def __len__(self) -> int:
         return len(self.catalog_idx)
+
+    def position(self, catalog_idx: np.ndarray) -> np.ndarray:
+        """[C] each item's position in the table, -1 where it is not in it."""
+        if not len(self.catalog_idx):
+            return np.full(len(catalog_idx), -1)
+        order = np.argsort(self.catalog_idx, kind="stable")
+        found = np.searchsorted(self.catalog_idx, catalog_idx, sorter=order)
+        found = np.minimum(found, len(order) - 1)
+        at = order[found]
+        return np.where(self.catalog_idx[at] == catalog_idx, at, -1)
 
 
 class ServingModel:
@@ -82,6 +94,9 @@ class ServingModel:
             rows = self.row_map.rows(idx[idx > 0])
             self.unlearned[rows[rows > 0]] = True
         self.content = None
+        #: the version's ranker over live candidates (set by whoever binds it for serving); None: the model's
+        #: own ranking is served
+        self.ranker: Any = None
         self.mapping: ContentMapping | None = None
         self.mapping_fitted_at = float("nan")  # time.monotonic() of the mapping's fit
         self.cold = ColdTable.empty(vectors.shape[1])
@@ -180,10 +195,95 @@ class ServingModel:
         """[Nm + 1] bool: rows whose item is available now; cached until the catalogue changes."""
         cached = self._allowed
         if cached is None or cached[0] != catalog.version:
-            mask = torch.from_numpy(catalog.available_mask()[self.catalog_of_row] & ~self.unlearned)
-            mask[0] = False
-            cached = self._allowed = (catalog.version, mask)
+            cached = self._allowed = (catalog.version, self.allowed_mask(catalog.available_mask()))
         return cached[1]
+
+    def allowed_mask(self, available: np.ndarray) -> torch.Tensor:
+        """[Nm + 1] bool: rows whose item is ``available`` (a [N + 1] catalogue mask) and trained."""
+        inside = self.catalog_of_row < len(available)
+        mask = np.zeros(len(self.catalog_of_row), dtype=bool)
+        mask[inside] = available[self.catalog_of_row[inside]]
+        mask = torch.from_numpy(mask & ~self.unlearned)
+        mask[0] = False
+        return mask
+
+    def propose(
+        self,
+        users: torch.Tensor,
+        k: int,
+        exclude: Sequence[np.ndarray],
+        available: np.ndarray,
+        allowed: torch.Tensor,
+    ) -> list[Proposal]:
+        """The model's own top ``k`` per user vector ([B, D]), best first: learned rows through the index,
+        items without a learned row through their content-mapped rows (:attr:`cold`). ``exclude[b]``:
+        catalogue indices never to propose; ``available``: [N + 1] the catalogue's availability mask;
+        ``allowed``: :meth:`allowed` for it."""
+        rows = [self.rows(np.asarray(e, dtype=np.int64)) for e in exclude]
+        ids, scores = self.index.topk(users, k, exclude=rows, allowed=allowed)
+        cold = self.cold
+        cold_scores = None
+        if len(cold):
+            with torch.inference_mode():
+                cold_scores = (users.float() @ cold.vectors.T).numpy()  # [B, M]
+            cold_scores[:, ~available[cold.catalog_idx]] = -np.inf
+        out = []
+        for b in range(len(users)):
+            keep = np.isfinite(scores[b])
+            cat, sc = self.catalog_of_row[ids[b][keep]], scores[b][keep]
+            if cold_scores is not None:
+                cs = cold_scores[b].copy()
+                if len(exclude[b]):
+                    cs[np.isin(cold.catalog_idx, exclude[b])] = -np.inf
+                top = np.argsort(-cs, kind="stable")[:k]
+                top = top[np.isfinite(cs[top])]
+                cat, sc = np.concatenate([cat, cold.catalog_idx[top]]), np.concatenate([sc, cs[top]])
+                order = np.argsort(-sc, kind="stable")[:k]
+                cat, sc = cat[order], sc[order]
+            out.append(Proposal(cat.astype(np.int64), sc.astype(np.float64)))
+        return out
+
+    def score(self, users: torch.Tensor, items: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per user vector, the model's score of each of ``items[b]`` (catalogue indices): through its learned
+        row, else its content-mapped row; NaN for an item with neither."""
+        vectors = self.vectors_of(np.concatenate(list(items)) if len(items) else np.zeros(0, dtype=np.int64))
+        out, start = [], 0
+        with torch.inference_mode():
+            for b, idx in enumerate(items):
+                part = vectors[start : start + len(idx)]
+                start += len(idx)
+                out.append((part @ users[b].float()).numpy().astype(np.float64))
+        return out
+
+    def vectors_of(self, catalog_idx: np.ndarray) -> torch.Tensor:
+        """[C, D] the rows the model scores these items with: learned rows, content-mapped rows for the
+        items without one, NaN rows for items with neither."""
+        idx = np.asarray(catalog_idx, dtype=np.int64)
+        out = torch.full((len(idx), self.unit.shape[1]), float("nan"))
+        rows = self.rows(idx)
+        learned = (rows > 0) & ~self.unlearned[rows]
+        if learned.any():
+            out[torch.from_numpy(learned)] = self.model.item_emb.weight.detach()[
+                torch.from_numpy(rows[learned])
+            ].float()
+        cold = self.cold
+        if len(cold) and (~learned).any():
+            wanted = np.flatnonzero(~learned)
+            at = cold.position(idx[wanted])
+            has = at >= 0
+            if has.any():
+                out[torch.from_numpy(wanted[has])] = cold.vectors[torch.from_numpy(at[has])]
+        return out
+
+    def learned(self, catalog_idx: np.ndarray) -> np.ndarray:
+        """[C] bool: whether each item has a row that trained (not cold, not unlearned)."""
+        rows = self.rows(np.asarray(catalog_idx, dtype=np.int64))
+        return (rows > 0) & ~self.unlearned[rows]
+
+    def unit_of(self, catalog_idx: np.ndarray) -> np.ndarray:
+        """[C, D] L2-normalised scoring rows (:meth:`vectors_of`), zeros for items with none: what reasons compare."""
+        unit = torch.nn.functional.normalize(torch.nan_to_num(self.vectors_of(catalog_idx)), dim=1)
+        return unit.numpy()
 
     def encode(self, rows: list[np.ndarray], type_codes: list[np.ndarray]) -> torch.Tensor:
         """User vectors from sequences of model rows (newest last), in one forward pass: -> [B, D]."""

@@ -219,3 +219,27 @@ def test_snapshot_arrays_are_aligned(opener: Opener) -> None:
     assert np.all(np.diff(s.ts) >= 0)
     assert s.seen.tolist() == sorted({idx for _, idx in events})
     assert set(s.types.tolist()) <= {VIEW, CART}
+
+
+def test_snapshots_name_their_user_and_get_many_matches_get(store: StateStore) -> None:
+    ev = Feed()
+    apply(store, [ev("a", 1, 1.0), ev("b", 2, 1.0)])
+    many = store.get_many(["b", "nobody", "a"])
+    assert [s.user_id if s is not None else None for s in many] == ["b", None, "a"]
+    assert many[2].items.tolist() == snap(store, "a").items.tolist()
+
+
+def test_followers_count_the_entries_that_came_after_each_item(store: StateStore) -> None:
+    ev = Feed()
+    apply(store, [ev("a", 1, 1.0), ev("a", 2, 2.0), ev("a", 9, 3.0, "skip"), ev("a", 3, 4.0), ev("b", 1, 1.0)])
+    apply(store, [ev("b", 2, 2.0)])  # counted as soon as apply returns
+    assert store.followers([1, 2, 3, 9, 42]) == [{2: 2.0, 3: 1.0}, {3: 1.0}, {}, {}, {}]
+
+
+def test_recent_users_of_an_item_are_newest_first_and_forget_deleted_users(store: StateStore) -> None:
+    ev = Feed()
+    apply(store, [ev("a", 1, 1.0), ev("b", 1, 2.0), ev("c", 2, 3.0), ev("a", 1, 4.0, "skip"), ev("c", 1, 5.0)])
+    assert store.recent_users([1, 2, 3], limit=10) == [["c", "b", "a"], ["c"], []]
+    assert store.recent_users([1], limit=2) == [["c", "b"]]
+    store.delete("b")
+    assert store.recent_users([1], limit=10) == [["c", "a"]]

@@ -1,73 +1,60 @@
-"""Live baselines for the streaming replay: item-to-item co-occurrence, updated with every event."""
+"""Live baselines for the streaming replay: a candidate source on its own, as a user could deploy it.
+
+Each baseline answers from the engine's live state (updated by every ingested event) through one of the
+serving path's candidate sources (:mod:`freshrec.candidates`), so the replay measures exactly what that source
+proposes; a list the source cannot fill is completed from trending, as a deployed counter would be.
+"""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from freshrec.candidates.base import CandidateSource
 from freshrec.schema import EventRecord
 
+if TYPE_CHECKING:
+    from freshrec.engine import Engine
 
-class CoOccurrence:
-    """Items that followed the user's recent items in other users' sequences ("people who viewed this
-    next viewed ..."), counted live. Falls back to live popularity when the user's items have no
-    followers yet.
 
-    Parameters
-    ----------
-    window
-        How many preceding items of a sequence each new item counts as a follower of.
-    recent
-        How many of the user's newest items vote, weighted 1, 1/2, 1/3, ... from the newest.
+class LiveSource:
+    """A candidate source as a replay strategy: its top k for the user, seen items excluded, then trending.
 
     Example
     -------
-    >>> from freshrec.schema import EventRecord
-    >>> co = CoOccurrence(negative_types=())
-    >>> for user, item in [("a", "tent"), ("a", "stove"), ("b", "tent"), ("b", "stove"), ("c", "tent")]:
-    ...     co.learn(EventRecord(0, user, item, "view", 0.0))
-    >>> co.recommend("c", 2)
+    >>> import tempfile
+    >>> from freshrec.candidates.cooccurrence import CoOccurrence
+    >>> from freshrec.config import load_settings
+    >>> from freshrec.engine import build_engine
+    >>> from freshrec.schema import EventIn
+    >>> engine = build_engine(load_settings(storage={"data_dir": tempfile.mkdtemp()}))
+    >>> rows = [("a", "tent"), ("a", "stove"), ("b", "tent"), ("b", "stove"), ("c", "tent")]
+    >>> _ = engine.ingest([EventIn(user_id=u, item_id=i, type="view", ts=float(n)) for n, (u, i) in enumerate(rows)])
+    >>> LiveSource(engine, CoOccurrence(engine.state)).recommend("c", 2)
     ['stove']
+    >>> engine.close()
     """
 
-    name = "co-occurrence"
-
-    def __init__(self, window: int = 3, recent: int = 5, negative_types: tuple[str, ...] = ("dislike", "skip")) -> None:
-        self.window = window
-        self.recent = recent
-        self.negative_types = frozenset(negative_types)
-        self.followers: dict[str, Counter[str]] = defaultdict(Counter)
-        self.history: dict[str, list[str]] = defaultdict(list)
-        self.seen: dict[str, set[str]] = defaultdict(set)
-        self.popularity: Counter[str] = Counter()
-
-    def learn(self, event: EventRecord) -> None:
-        self.seen[event.user_id].add(event.item_id)
-        if event.type in self.negative_types:
-            return
-        history = self.history[event.user_id]
-        if history and history[-1] == event.item_id:
-            return  # a repeated action on the same item is one sequence entry
-        for previous in history[-self.window :]:
-            if previous != event.item_id:
-                self.followers[previous][event.item_id] += 1
-        history.append(event.item_id)
-        del history[: -max(self.window, self.recent)]
-        self.popularity[event.item_id] += 1
+    def __init__(self, engine: Engine, source: CandidateSource) -> None:
+        self.engine = engine
+        self.source = source
+        self.name = source.name
 
     def recommend(self, user_id: str, k: int) -> list[str]:
-        seen = self.seen.get(user_id, set())
-        scores: Counter[str] = Counter()
-        for rank, item in enumerate(reversed(self.history.get(user_id, [])[-self.recent :])):
-            weight = 1.0 / (rank + 1)
-            for follower, count in self.followers.get(item, {}).items():
-                if follower not in seen:
-                    scores[follower] += weight * count
-        out = [item for item, _ in scores.most_common(k)]
+        snap = self.engine.state.get(user_id)
+        seen = snap.seen if snap is not None else np.zeros(0, dtype=np.int64)
+        [proposal] = self.source.propose([snap], k, [seen])
+        catalog = self.engine.catalog
+        out = [catalog.external_id(int(i)) for i in proposal.items]
         if len(out) < k:
             taken = set(out)
-            for item, _ in self.popularity.most_common(k + len(seen) + len(out)):
-                if item not in seen and item not in taken:
-                    out.append(item)
-                    if len(out) == k:
-                        break
+            for item in self.engine.recommender.trending_list(
+                user_id, min(k + len(out), self.engine.settings.serving.max_k)
+            ).items:
+                if item.item_id not in taken and len(out) < k:
+                    out.append(item.item_id)
         return out
+
+    def learn(self, event: EventRecord) -> None:
+        pass  # the engine's ingest already updated the live state this source reads

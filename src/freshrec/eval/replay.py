@@ -8,11 +8,17 @@ user actually chose; only then is the event ingested. So no strategy ever sees t
 Strategies, on identical events:
 
 * ``static``: the model and every user's list frozen at the cut: the nightly batch job.
-* ``live-sequences``: the same weights, but each user's sequence (and seen items) updated per event.
+* ``live-sequences``: the same weights ranking on their own, each user's sequence (and seen items) updated
+  per event.
+* ``served``: what freshrec serves with those weights: the candidates of every live source (the transformer,
+  co-occurrence, session-kNN, trending) ordered by the version's ranker, fitted at the cut.
 * ``trending``: time-decayed popularity, updated per event, the user's seen items excluded.
-* ``co-occurrence``: item-to-item followers counted live (:class:`~freshrec.eval.baselines.CoOccurrence`).
+* ``co-occurrence``: item-to-item followers counted live (:class:`~freshrec.candidates.cooccurrence.CoOccurrence`).
+* ``session-knn``: items from the sequences of users who recently had the same items
+  (:class:`~freshrec.candidates.sknn.SessionKNN`).
 * ``live+online``: live sequences plus the online trainer, catching up every ``online_every`` events
-  (micro-batches through the quality gate; accepted versions are swapped in).
+  (micro-batches through the quality gate; accepted versions are swapped in); ``served+online``: the same
+  versions behind the ranker.
 * ``live+periodic-retrain`` (optional): live sequences plus a full retrain every ``retrain_every`` events.
 
 Scored events: positive events whose item the user had not interacted with before (repeat actions on a
@@ -35,10 +41,12 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
+from freshrec.candidates.cooccurrence import CoOccurrence
+from freshrec.candidates.sknn import SessionKNN
 from freshrec.config import Settings
 from freshrec.engine import build_engine
-from freshrec.eval.baselines import CoOccurrence
-from freshrec.eval.strategies import LiveSequences, LiveTrending, OnlineLearning, PeriodicRetrain, StaticModel
+from freshrec.eval.baselines import LiveSource
+from freshrec.eval.strategies import LiveSequences, LiveTrending, OnlineLearning, PeriodicRetrain, Served, StaticModel
 from freshrec.metrics import summarize
 from freshrec.pipeline import train_and_publish
 from freshrec.schema import EventRecord
@@ -285,17 +293,20 @@ def run_replay(
             report = train_and_publish(engine.stores, holdout="valid", progress=progress)
             engine.load_model()
             negative = frozenset(settings.events.negative_types)
-            co = CoOccurrence(negative_types=tuple(negative))
             seen: dict[str, set[str]] = {}
             for e in before:
-                co.learn(e)
                 seen.setdefault(e.user_id, set()).add(e.item_id)
-            strategies: list[Strategy] = [StaticModel(engine, options.k), LiveSequences(engine)]
+            strategies: list[Strategy] = [StaticModel(engine, options.k), LiveSequences(engine), Served(engine)]
             if options.online_every:
-                strategies.append(OnlineLearning(engine, options.online_every))
+                online = OnlineLearning(engine, options.online_every)
+                strategies += [online, online.served]
             if options.retrain_every:
                 strategies.append(PeriodicRetrain(engine, options.retrain_every, Path(tmp)))
-            strategies += [LiveTrending(engine), co]
+            strategies += [
+                LiveTrending(engine),
+                LiveSource(engine, CoOccurrence(engine.state)),
+                LiveSource(engine, SessionKNN(engine.state)),
+            ]
             lags: list[float] = []
 
             def ingest(e: EventRecord) -> None:

@@ -14,6 +14,7 @@ from freshrec.model.gate import holdout_ranks
 from freshrec.model.registry import ModelRegistry
 from freshrec.online.trainer import OnlineTrainer
 from freshrec.pipeline import train_and_publish
+from freshrec.ranking.ranker import load_ranker
 from freshrec.recommend import Recommender
 from freshrec.schema import EventRecord
 from freshrec.serving_model import ServingModel
@@ -29,12 +30,14 @@ def _ids(result: Any) -> list[str]:
 
 
 class StaticModel:
-    """The nightly batch job: every user's list computed at the cut and never updated."""
+    """The nightly batch job: every user's list from the model at the cut, computed once and never updated."""
 
     name = "static"
 
     def __init__(self, engine: Engine, k: int) -> None:
-        self.lists = {u: _ids(engine.recommend(u, k)) for u in engine.state.user_ids()}
+        model_only = _side_recommender(engine, ranker=False)
+        model_only.swap(engine.recommender.serving)
+        self.lists = {u: _ids(model_only.recommend(u, k)) for u in engine.state.user_ids()}
         self.fallback = _ids(engine.recommender.trending_list("\x00nobody", k))
 
     def recommend(self, user_id: str, k: int) -> list[str]:
@@ -45,9 +48,26 @@ class StaticModel:
 
 
 class LiveSequences:
-    """The cut model's weights, each user's sequence as of the last event: freshrec's hot path."""
+    """The cut model's weights ranking on their own, each user's sequence as of the last event."""
 
     name = "live-sequences"
+
+    def __init__(self, engine: Engine) -> None:
+        self.recommender = _side_recommender(engine, ranker=False)
+        self.recommender.swap(engine.recommender.serving)
+
+    def recommend(self, user_id: str, k: int) -> list[str]:
+        return _ids(self.recommender.recommend(user_id, k))
+
+    def learn(self, event: EventRecord) -> None:
+        pass
+
+
+class Served:
+    """What freshrec serves with the cut's weights: every live source's candidates, ordered by the version's
+    ranker, from each user's sequence as of the last event (the engine's own hot path)."""
+
+    name = "served"
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -74,9 +94,10 @@ class LiveTrending:
         pass
 
 
-def _side_recommender(engine: Engine) -> Recommender:
-    """A recommender over the engine's live state and trending, with its own model slot."""
-    settings = engine.settings.serving.model_copy(update={"micro_batch": 1})
+def _side_recommender(engine: Engine, ranker: bool = True) -> Recommender:
+    """A recommender over the engine's live state and trending, with its own model slot; ``ranker=False``
+    serves the transformer's own ranking."""
+    settings = engine.settings.serving.model_copy(update={"micro_batch": 1, "ranker": ranker})
     return Recommender(
         engine.state,
         engine.catalog,
@@ -90,7 +111,9 @@ def _side_recommender(engine: Engine) -> Recommender:
 
 def _bind(engine: Engine, registry: ModelRegistry, version: str) -> ServingModel:
     """A version bound for serving as the engine would bind it (content mapping for cold items included)."""
-    model = ServingModel(registry.load(version), engine.catalog, engine.types, engine.settings.serving.index)
+    loaded = registry.load(version)
+    model = ServingModel(loaded, engine.catalog, engine.types, engine.settings.serving.index)
+    model.ranker = load_ranker(loaded.ranker)
     if engine.content is not None:
         model.attach_content(engine.content)
     return model
@@ -98,7 +121,8 @@ def _bind(engine: Engine, registry: ModelRegistry, version: str) -> ServingModel
 
 class OnlineLearning:
     """Live sequences plus the online trainer: every ``every`` events the trainer catches up on the log
-    (micro-batches, gate, publish) and a published version is swapped in, as `freshrec serve` does."""
+    (micro-batches, gate, publish) and a published version is swapped in, as `freshrec serve` does. Its
+    lists are the transformer's own; :attr:`served` is the same trainer's versions behind the ranker."""
 
     name = "live+online"
 
@@ -108,8 +132,10 @@ class OnlineLearning:
         online = engine.settings.online.model_copy(update={"publish_interval_s": 0.0, "idle_publish_s": 0.0})
         self.engine = engine
         self.trainer = OnlineTrainer(engine.stores, online)
-        self.recommender = _side_recommender(engine)
+        self.recommender = _side_recommender(engine, ranker=False)
         self.recommender.swap(engine.recommender.serving)
+        self.served = ServedOnline(_side_recommender(engine))
+        self.served.recommender.swap(engine.recommender.serving)
         self.every = max(1, every)
         self.seen = 0
         self.published: list[str] = []
@@ -138,7 +164,9 @@ class OnlineLearning:
         current = self.engine.registry.current()
         serving = self.recommender.serving
         if current is not None and (serving is None or serving.version != current):
-            self.recommender.swap(_bind(self.engine, self.engine.registry, current))
+            bound = _bind(self.engine, self.engine.registry, current)
+            self.recommender.swap(bound)
+            self.served.recommender.swap(bound)
             self.published.append(current)
 
     def summary(self) -> dict[str, Any]:
@@ -157,6 +185,22 @@ class OnlineLearning:
             },
             "micro_batch_every_events": self.every,
         }
+
+
+class ServedOnline:
+    """The served pipeline (every live source, the ranker) on the online trainer's versions; the trainer runs
+    in :class:`OnlineLearning`, whose ``served`` this is."""
+
+    name = "served+online"
+
+    def __init__(self, recommender: Recommender) -> None:
+        self.recommender = recommender
+
+    def recommend(self, user_id: str, k: int) -> list[str]:
+        return _ids(self.recommender.recommend(user_id, k))
+
+    def learn(self, event: EventRecord) -> None:
+        pass
 
 
 class PeriodicRetrain:

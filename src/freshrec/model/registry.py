@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 from freshrec.model.sasrec import SASRec, SASRecConfig
 
 _WEIGHTS, _META, _ITEMS, _CURRENT, _PIN = "model.safetensors", "meta.json", "items.json", "CURRENT", "PINNED"
+_RANKER = "ranker.txt"
 
 
 @dataclass
@@ -41,6 +42,7 @@ class LoadedModel:
     item_ids: list[str]
     event_types: list[str]
     meta: dict[str, Any]
+    ranker: str | None = None  # the ranker over live candidates (LightGBM text), when the version has one
 
 
 class ModelNotFoundError(LookupError):
@@ -176,8 +178,10 @@ class ModelRegistry:
         meta: dict[str, Any],
         parent: str | None = None,
         make_current: bool = True,
+        ranker: str | None = None,
     ) -> str:
-        """Write a new immutable version and (by default) make it current; returns its name."""
+        """Write a new immutable version and (by default) make it current; returns its name. ``ranker``: the
+        version's ranker over live candidates, as text."""
         if len(item_ids) != model.num_items:
             raise ValueError(f"id map has {len(item_ids)} items, model has {model.num_items} rows")
         staging = self.versions_dir / f".staging-{uuid.uuid4().hex}"
@@ -185,6 +189,11 @@ class ModelRegistry:
         state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(staging / _WEIGHTS))
         _write_json(staging / _ITEMS, item_ids)
+        if ranker is not None:
+            with open(staging / _RANKER, "w", encoding="utf-8") as f:
+                f.write(ranker)
+                f.flush()
+                os.fsync(f.fileno())
         full_meta = {
             **meta,
             "config": model.config.to_dict(),
@@ -221,4 +230,11 @@ class ModelRegistry:
         model.load_state_dict(load_file(str(path / _WEIGHTS), device=str(device)))
         model.to(device).eval()
         item_ids = json.loads((path / _ITEMS).read_text(encoding="utf-8"))
-        return LoadedModel(version, model, item_ids, meta["event_types"], meta)
+        return LoadedModel(version, model, item_ids, meta["event_types"], meta, self.ranker(version))
+
+    def ranker(self, version: str) -> str | None:
+        """A version's ranker (text), or ``None`` when it has none."""
+        try:
+            return (self.versions_dir / version / _RANKER).read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None

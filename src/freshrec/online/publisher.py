@@ -207,6 +207,8 @@ class Publisher:
                 "gate": {"reason": decision.reason, "tolerance": decision.tolerance},
             },
             parent=parent,
+            # the ranker over live candidates travels with the lineage until a full training fits a new one
+            ranker=self.registry.ranker(parent) if parent is not None else None,
         )
         decision.candidate_version = published
         state.since_publish_from = state.committed_offset + 1

@@ -144,7 +144,7 @@ class OnlineTrainer:
         )
         self.buffer = ReservoirBuffer(self.settings.buffer_size, seed=self._seed)
         for page in iter_pages(self.stores.event_log, upto_offset=self.state.committed_offset):
-            self.buffer.extend(self.sequences.fold(page, self._catalog_idx(page)))
+            self.buffer.extend([page[j].user_id for j in self.sequences.fold(page, self._catalog_idx(page))])
 
     def _follow_external_changes(self) -> None:
         """A rollback or a full retrain moved CURRENT away from our lineage: restart from it."""
@@ -264,7 +264,7 @@ class OnlineTrainer:
             if events[j].type not in negative:
                 histories[j] = (seq.item_array(), seq.type_array()) if seq is not None else (_EMPTY, _EMPTY)
 
-        added = self.sequences.fold(events, idx, before)
+        added = [events[j].user_id for j in self.sequences.fold(events, idx, before)]
         self.buffer.extend(added)
         return added, histories
 

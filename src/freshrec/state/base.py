@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+import numpy as np
+
 from freshrec.schema import EventRecord, UserSnapshot
 from freshrec.storage_url import split_url
 
@@ -27,7 +29,27 @@ class StateStore(Protocol):
         """Fold events into user state; ``item_idx[i]`` is the catalogue index of ``events[i]``."""
         ...
 
-    def delete(self, user_id: str) -> None: ...
+    def get_many(self, user_ids: Sequence[str]) -> list[UserSnapshot | None]:
+        """:meth:`get` for several users at once (one round trip for a networked backend)."""
+        ...
+
+    def sequences(self, user_ids: Sequence[str]) -> list[np.ndarray | None]:
+        """Per user, the sequence's items only (catalogue indices, newest last), or ``None``: the cheap read
+        for many users at once."""
+        ...
+
+    def followers(self, items: Sequence[int]) -> list[dict[int, float]]:
+        """Per catalogue index, the items that followed it in users' sequences and how often (see
+        :mod:`freshrec.state.graph`); reflects every applied event."""
+        ...
+
+    def recent_users(self, items: Sequence[int], limit: int) -> list[list[str]]:
+        """Per catalogue index, up to ``limit`` users whose sequence most recently gained it, newest first."""
+        ...
+
+    def delete(self, user_id: str) -> None:
+        """Forget a user: their sequence, and their place among each item's recent users."""
+        ...
 
     def user_ids(self) -> list[str]:
         """Every user with state."""

@@ -1,12 +1,16 @@
-"""In-process state store: :class:`~freshrec.sequence.Sequences` guarded by one lock."""
+"""In-process state store: :class:`~freshrec.sequence.Sequences` and the live
+:class:`~freshrec.state.graph.ItemGraph`, guarded by one lock."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
 
+import numpy as np
+
 from freshrec.schema import EventRecord, UserSnapshot
-from freshrec.sequence import EventTypes, Sequences
+from freshrec.sequence import EventTypes, Sequences, UserSequence
+from freshrec.state.graph import ItemGraph
 
 
 class MemoryStateStore:
@@ -25,6 +29,7 @@ class MemoryStateStore:
     def __init__(self, types: EventTypes, max_len: int = 200, collapse_repeats: bool = True) -> None:
         self.applied_offset = 0
         self._sequences = Sequences(types, max_len, collapse_repeats)
+        self._graph = ItemGraph()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -41,13 +46,40 @@ class MemoryStateStore:
                 ts=seq.ts_array(),
                 seen=seq.seen_array(),
                 version=seq.version,
+                user_id=user_id,
             )
 
     def apply(self, events: Sequence[EventRecord], item_idx: Sequence[int]) -> None:
+        window = self._graph.window
+        previous: dict[int, list[int]] = {}
+
+        def before(j: int, seq: UserSequence | None) -> None:
+            previous[j] = seq.items[-window:].tolist() if seq is not None else []
+
         with self._lock:
-            self._sequences.fold(events, item_idx)
+            for j in self._sequences.fold(events, item_idx, before):
+                self._graph.add(events[j].user_id, int(item_idx[j]), previous[j])
             if events:
                 self.applied_offset = max(self.applied_offset, max(e.offset for e in events))
+
+    def get_many(self, user_ids: Sequence[str]) -> list[UserSnapshot | None]:
+        return [self.get(u) for u in user_ids]
+
+    def sequences(self, user_ids: Sequence[str]) -> list[np.ndarray | None]:
+        with self._lock:
+            out = []
+            for user in user_ids:
+                seq = self._sequences.get(user)
+                out.append(seq.item_array() if seq is not None else None)
+            return out
+
+    def followers(self, items: Sequence[int]) -> list[dict[int, float]]:
+        with self._lock:
+            return self._graph.followers(items)
+
+    def recent_users(self, items: Sequence[int], limit: int) -> list[list[str]]:
+        with self._lock:
+            return self._graph.recent_users(items, limit)
 
     def user_ids(self) -> list[str]:
         with self._lock:
@@ -55,4 +87,6 @@ class MemoryStateStore:
 
     def delete(self, user_id: str) -> None:
         with self._lock:
-            self._sequences.pop(user_id)
+            seq = self._sequences.pop(user_id)
+            if seq is not None:
+                self._graph.forget(user_id, seq.seen_list())
