@@ -16,12 +16,15 @@ from freshrec.config import load_settings
 from freshrec.engine import build_engine
 from freshrec.model.sasrec import SASRec
 from freshrec.pipeline import model_config
+from freshrec.ranking.features import FEATURES
+from freshrec.ranking.ranker import Ranker
 from freshrec.schema import EventRecord, ItemIn
 
 
 def build_store(data_dir: Path, n_items: int, n_users: int, events_per_user: int = 50, seed: int = 0) -> dict:
     """A data directory with ``n_items`` items, ``n_users`` users of history and an **untrained** default
-    model version (latency and memory do not depend on the weights' values, only on their shapes)."""
+    model version with a ranker fitted on random features (latency and memory do not depend on the
+    weights' or the trees' values, only on their shapes)."""
     rng = np.random.default_rng(seed)
     settings = load_settings(storage={"data_dir": data_dir, "sqlite_synchronous": "NORMAL"})
     engine = build_engine(settings, load_model=False)
@@ -49,11 +52,22 @@ def build_store(data_dir: Path, n_items: int, n_users: int, events_per_user: int
             model,
             engine.catalog.external_ids(),
             engine.types.names,
-            {"note": "untrained: for latency and memory benchmarks"},
+            {"note": "untrained, ranker fitted on random features: for latency and memory benchmarks"},
+            ranker=shaped_ranker(seed).to_text(),
         )
     finally:
         engine.close()
     return {"items": n_items, "users": n_users, "events": n_users * events_per_user, "version": version}
+
+
+def shaped_ranker(seed: int = 0) -> Ranker:
+    """A ranker of the shipped shape (its rounds and leaves) fitted on random requests."""
+    rng = np.random.default_rng(seed)
+    groups = [200] * 100
+    x = rng.normal(size=(sum(groups), len(FEATURES))).astype(np.float32)
+    y = (rng.random(len(x)) < 0.01).astype(np.float32)
+    y[:: groups[0]] = 1.0
+    return Ranker.fit(x, y, groups, seed=seed)[0]
 
 
 def free_port() -> int:

@@ -15,26 +15,45 @@ import numpy as np
 
 from freshrec.ranking.features import CATEGORICAL, FEATURES
 
-#: LightGBM parameters: small trees, many examples per leaf (a few thousand requests train it), NDCG@10.
+#: Features whose effect on relevance can only go one way (+1 higher is better, -1 lower is better). The
+#: constraints keep a ranker fitted on a few hundred requests sensible (a stronger co-occurrence never ranks an
+#: item lower): on MovieLens-100K's held-out events an unconstrained fit ranked below co-occurrence alone
+#: (NDCG@10 0.072 vs 0.077), the constrained one above it (0.089).
+MONOTONE = {
+    "model_score": 1,
+    "model_score_gap": 1,
+    "model_rank": -1,
+    "cooc_score": 1,
+    "cooc_share": 1,
+    "cooc_rank": -1,
+    "sknn_score": 1,
+    "sknn_share": 1,
+    "sknn_rank": -1,
+    "trending_rank": -1,
+    "content_sim": 1,
+    "sources": 1,
+}
+#: LightGBM parameters: small trees, many examples per leaf, a slow learning rate, NDCG@10.
 PARAMS = {
     "objective": "lambdarank",
     "metric": "ndcg",
     "eval_at": [10],
-    "learning_rate": 0.05,
+    "learning_rate": 0.02,
     "num_leaves": 15,
     "min_data_in_leaf": 50,
     "feature_fraction": 0.9,
     "bagging_fraction": 0.9,
     "bagging_freq": 1,
     "lambdarank_truncation_level": 20,
+    "monotone_constraints": [MONOTONE.get(name, 0) for name in FEATURES],
+    "monotone_constraints_method": "advanced",
     "verbose": -1,
     "num_threads": 1,
 }
-#: Most boosting rounds; early stopping on the held-out requests usually ends sooner.
-MAX_ROUNDS = 300
-#: Rounds without a gain on the held-out requests before stopping.
-PATIENCE = 30
-#: Share of the requests held out to choose the number of rounds.
+#: Boosting rounds. A fixed number: early stopping on a held-out fifth of a few hundred requests chose
+#: anywhere from 3 to 75 rounds from one seed to the next; 100-200 rounds measured alike.
+ROUNDS = 100
+#: Share of the requests held out to report the fit's quality (the shipped ranker is refitted on all).
 HELD_OUT = 0.2
 
 
@@ -70,14 +89,14 @@ class Ranker:
 
     @classmethod
     def fit(cls, x: np.ndarray, y: np.ndarray, groups: list[int], seed: int = 42) -> tuple[Ranker, RankerReport]:
-        """Fit on requests (``groups``: candidates per request, in row order), holding :data:`HELD_OUT` of the
-        requests out for early stopping; then refit on all of them with the rounds found."""
+        """Fit on requests (``groups``: candidates per request, in row order). The report's held-out NDCG@10
+        comes from a fit on the other :data:`1 - HELD_OUT` of the requests; the returned ranker is fitted on
+        all of them."""
         import lightgbm as lgb
 
-        starts = np.concatenate([[0], np.cumsum(groups)])
-        rng = np.random.default_rng(seed)
-        order = rng.permutation(len(groups))
-        n_held = max(1, int(len(groups) * HELD_OUT)) if len(groups) >= 10 else 0
+        starts = np.concatenate([[0], np.cumsum(groups)]).astype(np.int64)
+        order = np.random.default_rng(seed).permutation(len(groups))
+        n_held = int(len(groups) * HELD_OUT) if len(groups) >= 10 else 0
         held, kept = np.sort(order[:n_held]), np.sort(order[n_held:])
 
         def rows(requests: np.ndarray) -> np.ndarray:
@@ -85,33 +104,25 @@ class Ranker:
                 return np.zeros(0, dtype=np.int64)
             return np.concatenate([np.arange(starts[r], starts[r + 1]) for r in requests])
 
-        params = {**PARAMS, "seed": seed}
-        train = lgb.Dataset(
-            x[rows(kept)],
-            y[rows(kept)],
-            group=[groups[r] for r in kept],
-            feature_name=list(FEATURES),
-            categorical_feature=list(CATEGORICAL),
-            free_raw_data=False,
-        )
-        rounds, held_ndcg, model_ndcg = MAX_ROUNDS, float("nan"), float("nan")
-        if n_held:
-            valid = lgb.Dataset(x[rows(held)], y[rows(held)], group=[groups[r] for r in held], reference=train)
-            booster = lgb.train(
-                params, train, MAX_ROUNDS, valid_sets=[valid], callbacks=[lgb.early_stopping(PATIENCE, verbose=False)]
+        def train(requests: np.ndarray):
+            data = lgb.Dataset(
+                x[rows(requests)],
+                y[rows(requests)],
+                group=[groups[r] for r in requests],
+                feature_name=list(FEATURES),
+                categorical_feature=list(CATEGORICAL),
             )
-            rounds = max(1, booster.best_iteration)
-            held_x, held_y = x[rows(held)], y[rows(held)]
-            held_groups = [groups[r] for r in held]
-            held_ndcg = _ndcg10(booster.predict(held_x, num_iteration=rounds), held_y, held_groups)
+            return lgb.train({**PARAMS, "seed": seed}, data, ROUNDS)
+
+        held_ndcg, model_ndcg = float("nan"), float("nan")
+        if n_held:
+            held_x, held_y, held_groups = x[rows(held)], y[rows(held)], [groups[r] for r in held]
+            held_ndcg = _ndcg10(train(kept).predict(held_x), held_y, held_groups)
             model_ndcg = _ndcg10(-held_x[:, FEATURES.index("model_rank")], held_y, held_groups)
-        everything = lgb.Dataset(
-            x, y, group=list(groups), feature_name=list(FEATURES), categorical_feature=list(CATEGORICAL)
-        )
-        booster = lgb.train(params, everything, rounds)
+        booster = train(np.arange(len(groups)))
         gain = booster.feature_importance(importance_type="gain")
         importance = {name: float(g) for name, g in zip(FEATURES, gain / max(gain.sum(), 1e-12), strict=True)}
-        report = RankerReport(len(groups), len(x), rounds, held_ndcg, model_ndcg, importance)
+        report = RankerReport(len(groups), len(x), ROUNDS, held_ndcg, model_ndcg, importance)
         return cls(booster), report
 
     def score(self, x: np.ndarray) -> np.ndarray:
