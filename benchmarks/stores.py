@@ -24,7 +24,15 @@ from freshrec.schema import EventRecord, ItemIn
 def build_store(data_dir: Path, n_items: int, n_users: int, events_per_user: int = 50, seed: int = 0) -> dict:
     """A data directory with ``n_items`` items, ``n_users`` users of history and an **untrained** default
     model version with a ranker fitted on random features (latency and memory do not depend on the
-    weights' or the trees' values, only on their shapes)."""
+    weights' or the trees' values, only on their shapes). Built in a child process, so nothing it starts
+    (LightGBM's and torch's thread pools) stays behind in the process that then drives the load."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(_build_store, (data_dir, n_items, n_users, events_per_user, seed))
+
+
+def _build_store(data_dir: Path, n_items: int, n_users: int, events_per_user: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     settings = load_settings(storage={"data_dir": data_dir, "sqlite_synchronous": "NORMAL"})
     engine = build_engine(settings, load_model=False)

@@ -160,9 +160,11 @@ class ServingSettings(_Section):
     max_k: int = Field(500, ge=1, description="Largest k a request may ask for.")
     exclude_seen: bool = Field(True, description="Default for the exclude_seen query parameter.")
     ranker: bool = Field(
-        True,
+        False,
         description="Serve the version's ranker over the candidates of every live source (the transformer, "
-        "co-occurrence, session-kNN, trending) when it has one; false serves the transformer's own ranking.",
+        "co-occurrence, session-kNN, trending) when it has one, instead of the transformer's own ranking. Off "
+        "by default: on 2 cores it costs ~8 ms of CPU per request, so one API process saturates near 100-125 "
+        "requests/s (docs/benchmarks.md, serving).",
     )
     index: Literal["auto", "exact", "faiss-flat", "faiss-hnsw"] = Field(
         "auto",

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from freshrec.engine import Engine
+from freshrec.engine import Engine, build_engine
 from freshrec.ranking.features import FEATURES
 from freshrec.ranking.ranker import Ranker
 from freshrec.schema import EventIn, ItemIn
-from tests.conftest import TrainedStore
+from tests.conftest import TrainedStore, make_settings
+
+
+@pytest.fixture
+def served_engine(trained: TrainedStore, tmp_path) -> Engine:
+    """An engine on a copy of the trained store serving the ranker (``serving.ranker`` on)."""
+    engine = build_engine(make_settings(trained.copy_to(tmp_path / "data"), serving={"ranker": True}))
+    yield engine
+    engine.close()
 
 
 def co_occurrence_ranker() -> Ranker:
@@ -21,24 +30,29 @@ def co_occurrence_ranker() -> Ranker:
     return Ranker.fit(x, y, groups, seed=0)[0]
 
 
+def test_by_default_the_transformer_ranks_alone(trained_engine: Engine, trained: TrainedStore) -> None:
+    user = trained.shop.events[-1].user_id
+    assert all(it.sources == ["model"] for it in trained_engine.recommend(user, 10).items)
+
+
 def top(engine: Engine, user: str, k: int = 10) -> list[str]:
     return [it.item_id for it in engine.recommend(user, k).items]
 
 
-def test_the_trained_version_has_a_ranker_and_lists_name_their_sources(trained: TrainedStore, trained_engine: Engine):
-    meta = trained_engine.registry.meta(trained.version)["ranker"]
+def test_the_trained_version_has_a_ranker_and_lists_name_their_sources(trained: TrainedStore, served_engine: Engine):
+    meta = served_engine.registry.meta(trained.version)["ranker"]
     assert meta["requests"] >= 50 and 0 < meta["candidate_recall"] <= 1
-    assert trained_engine.recommender.serving.ranker is not None
+    assert served_engine.recommender.serving.ranker is not None
     user = trained.shop.events[-1].user_id
-    items = trained_engine.recommend(user, 20).items
+    items = served_engine.recommend(user, 20).items
     assert all(it.sources and set(it.sources) <= {"model", "co-occurrence", "session-knn", "trending"} for it in items)
     assert any(set(it.sources) - {"model"} for it in items)  # live sources reach the list, not only the model
 
 
 def test_a_pair_other_users_just_saw_together_surfaces_within_one_event_without_retraining(
-    trained: TrainedStore, trained_engine: Engine
+    trained: TrainedStore, served_engine: Engine
 ) -> None:
-    engine = trained_engine
+    engine = served_engine
     # the mechanism under test is live state -> candidates -> features -> ranker; the fixture's own ranker
     # learned from a few hundred requests, so one with a known preference stands in for it
     engine.recommender.serving.ranker = co_occurrence_ranker()

@@ -64,16 +64,17 @@ class LiveSequences:
 
 
 class Served:
-    """What freshrec serves with the cut's weights: every live source's candidates, ordered by the version's
-    ranker, from each user's sequence as of the last event (the engine's own hot path)."""
+    """The served pipeline with the cut's weights: every live source's candidates, ordered by the version's
+    ranker, from each user's sequence as of the last event (``serving.ranker`` on)."""
 
     name = "served"
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        self.recommender = _side_recommender(engine, ranker=True)
+        self.recommender.swap(engine.recommender.serving)
 
     def recommend(self, user_id: str, k: int) -> list[str]:
-        return _ids(self.engine.recommend(user_id, k))
+        return _ids(self.recommender.recommend(user_id, k))
 
     def learn(self, event: EventRecord) -> None:
         pass
@@ -94,9 +95,10 @@ class LiveTrending:
         pass
 
 
-def _side_recommender(engine: Engine, ranker: bool = True) -> Recommender:
-    """A recommender over the engine's live state and trending, with its own model slot; ``ranker=False``
-    serves the transformer's own ranking."""
+def _side_recommender(engine: Engine, ranker: bool | None = None) -> Recommender:
+    """A recommender over the engine's live state and trending, with its own model slot; ``ranker``: serve the
+    version's ranker (``None``: as the settings say)."""
+    ranker = engine.settings.serving.ranker if ranker is None else ranker
     settings = engine.settings.serving.model_copy(update={"micro_batch": 1, "ranker": ranker})
     return Recommender(
         engine.state,
@@ -134,7 +136,7 @@ class OnlineLearning:
         self.trainer = OnlineTrainer(engine.stores, online)
         self.recommender = _side_recommender(engine, ranker=False)
         self.recommender.swap(engine.recommender.serving)
-        self.served = ServedOnline(_side_recommender(engine))
+        self.served = ServedOnline(_side_recommender(engine, ranker=True))
         self.served.recommender.swap(engine.recommender.serving)
         self.every = max(1, every)
         self.seen = 0
