@@ -162,9 +162,10 @@ class ServingSettings(_Section):
     ranker: bool = Field(
         False,
         description="Serve the version's ranker over the candidates of every live source (the transformer, "
-        "co-occurrence, session-kNN, trending) when it has one, instead of the transformer's own ranking. Off "
-        "by default: on 2 cores it costs ~8 ms of CPU per request, so one API process saturates near 100-125 "
-        "requests/s (docs/benchmarks.md, serving).",
+        "co-occurrence, session-kNN, trending) when it has one, instead of the transformer's own ranking; the "
+        "API process then also keeps the live item graph those sources read (memory grows with the item "
+        "pairs seen together). Off by default: it costs ~8 ms of CPU per request, so one API process "
+        "saturates near 90-150 requests/s on 2 cores (docs/benchmarks.md, serving).",
     )
     index: Literal["auto", "exact", "faiss-flat", "faiss-hnsw"] = Field(
         "auto",

@@ -339,6 +339,7 @@ def build_engine(
         types=stores.types,
         max_len=settings.state.max_sequence_length,
         collapse_repeats=settings.state.collapse_repeats,
+        item_graph=settings.serving.ranker,
     )
     engine = Engine(stores, state, trending_refresh_s)
     engine.catch_up(progress=progress)

@@ -15,7 +15,7 @@ from tests.conftest import TrainedStore, make_settings
 @pytest.fixture
 def served_engine(trained: TrainedStore, tmp_path) -> Engine:
     """An engine on a copy of the trained store serving the ranker (``serving.ranker`` on)."""
-    engine = build_engine(make_settings(trained.copy_to(tmp_path / "data"), serving={"ranker": True}))
+    engine = build_engine(make_settings(trained.copy_to(tmp_path / "served"), serving={"ranker": True}))
     yield engine
     engine.close()
 
@@ -73,3 +73,11 @@ def test_a_pair_other_users_just_saw_together_surfaces_within_one_event_without_
     assert listed.model_version == version  # no new version: live state alone did it
     found = [it for it in listed.items if it.item_id == "pair-new"]
     assert found and "co-occurrence" in found[0].sources
+
+
+def test_the_item_graph_is_kept_only_for_the_served_pipeline(
+    trained: TrainedStore, trained_engine: Engine, served_engine: Engine
+) -> None:
+    first = trained_engine.catalog.internal_id(trained.shop.events[0].item_id, create=False)
+    assert trained_engine.state.followers([first]) == [{}]  # serving.ranker off: no graph, no memory for it
+    assert served_engine.state.followers([first])[0]  # on: rebuilt from the log at start

@@ -28,7 +28,7 @@ class LiveSource:
     >>> from freshrec.config import load_settings
     >>> from freshrec.engine import build_engine
     >>> from freshrec.schema import EventIn
-    >>> engine = build_engine(load_settings(storage={"data_dir": tempfile.mkdtemp()}))
+    >>> engine = build_engine(load_settings(storage={"data_dir": tempfile.mkdtemp()}, serving={"ranker": True}))
     >>> rows = [("a", "tent"), ("a", "stove"), ("b", "tent"), ("b", "stove"), ("c", "tent")]
     >>> _ = engine.ingest([EventIn(user_id=u, item_id=i, type="view", ts=float(n)) for n, (u, i) in enumerate(rows)])
     >>> LiveSource(engine, CoOccurrence(engine.state)).recommend("c", 2)

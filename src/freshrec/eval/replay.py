@@ -263,10 +263,12 @@ def run_replay(
     if not before or not after:
         raise ValueError(f"the cut at {options.cut} leaves no events on one side")
     with tempfile.TemporaryDirectory(prefix="freshrec-replay-", dir=work_dir) as tmp:
-        # The replay measures recommendation quality, not durability: skip the fsync per event.
+        # The replay measures recommendation quality, not durability: skip the fsync per event. The live
+        # item graph is kept whatever serving.ranker says: the served strategies and the baselines read it.
         # Stream time, not wall time, drives the replay: trending is recomputed for every event.
         run_settings = settings.model_copy(
             update={
+                "serving": settings.serving.model_copy(update={"ranker": True}),
                 "storage": settings.storage.model_copy(
                     update={
                         "data_dir": Path(tmp),

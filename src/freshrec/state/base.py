@@ -40,7 +40,7 @@ class StateStore(Protocol):
 
     def followers(self, items: Sequence[int]) -> list[dict[int, float]]:
         """Per catalogue index, the items that followed it in users' sequences and how often (see
-        :mod:`freshrec.state.graph`); reflects every applied event."""
+        :mod:`freshrec.state.graph`); reflects every applied event (empty when the store keeps no graph)."""
         ...
 
     def recent_users(self, items: Sequence[int], limit: int) -> list[list[str]]:
@@ -60,11 +60,13 @@ class StateStore(Protocol):
         ...
 
 
-def open_state_store(url: str, *, types, max_len: int, collapse_repeats: bool) -> StateStore:
-    """Open the state store a URL names. Schemes: ``memory://``."""
+def open_state_store(url: str, *, types, max_len: int, collapse_repeats: bool, item_graph: bool = True) -> StateStore:
+    """Open the state store a URL names. Schemes: ``memory://``. ``item_graph``: keep the live item graph
+    (:mod:`freshrec.state.graph`) the candidate sources read; without it ``followers`` and ``recent_users``
+    answer empty."""
     scheme, _ = split_url(url)
     if scheme == "memory":
         from freshrec.state.memory import MemoryStateStore
 
-        return MemoryStateStore(types, max_len=max_len, collapse_repeats=collapse_repeats)
+        return MemoryStateStore(types, max_len=max_len, collapse_repeats=collapse_repeats, item_graph=item_graph)
     raise ValueError(f"unknown state store URL scheme {scheme!r} in {url!r}; supported: memory")

@@ -26,10 +26,13 @@ class MemoryStateStore:
     ([1], [1, 2], 2)
     """
 
-    def __init__(self, types: EventTypes, max_len: int = 200, collapse_repeats: bool = True) -> None:
+    def __init__(
+        self, types: EventTypes, max_len: int = 200, collapse_repeats: bool = True, item_graph: bool = True
+    ) -> None:
         self.applied_offset = 0
         self._sequences = Sequences(types, max_len, collapse_repeats)
-        self._graph = ItemGraph()
+        # The graph's counts grow with the number of item pairs seen together: kept only when asked for
+        self._graph = ItemGraph() if item_graph else None
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -50,15 +53,17 @@ class MemoryStateStore:
             )
 
     def apply(self, events: Sequence[EventRecord], item_idx: Sequence[int]) -> None:
-        window = self._graph.window
+        graph = self._graph
         previous: dict[int, list[int]] = {}
 
         def before(j: int, seq: UserSequence | None) -> None:
-            previous[j] = seq.items[-window:].tolist() if seq is not None else []
+            previous[j] = seq.items[-graph.window :].tolist() if seq is not None else []
 
         with self._lock:
-            for j in self._sequences.fold(events, item_idx, before):
-                self._graph.add(events[j].user_id, int(item_idx[j]), previous[j])
+            added = self._sequences.fold(events, item_idx, before if graph is not None else None)
+            if graph is not None:
+                for j in added:
+                    graph.add(events[j].user_id, int(item_idx[j]), previous[j])
             if events:
                 self.applied_offset = max(self.applied_offset, max(e.offset for e in events))
 
@@ -74,10 +79,14 @@ class MemoryStateStore:
             return out
 
     def followers(self, items: Sequence[int]) -> list[dict[int, float]]:
+        if self._graph is None:
+            return [{} for _ in items]
         with self._lock:
             return self._graph.followers(items)
 
     def recent_users(self, items: Sequence[int], limit: int) -> list[list[str]]:
+        if self._graph is None:
+            return [[] for _ in items]
         with self._lock:
             return self._graph.recent_users(items, limit)
 
@@ -88,5 +97,5 @@ class MemoryStateStore:
     def delete(self, user_id: str) -> None:
         with self._lock:
             seq = self._sequences.pop(user_id)
-            if seq is not None:
+            if seq is not None and self._graph is not None:
                 self._graph.forget(user_id, seq.seen_list())
