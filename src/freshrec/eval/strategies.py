@@ -51,9 +51,10 @@ class LiveSequences:
     """The cut model's weights ranking on their own, each user's sequence as of the last event."""
 
     name = "live-sequences"
+    ranker = False
 
     def __init__(self, engine: Engine) -> None:
-        self.recommender = _side_recommender(engine, ranker=False)
+        self.recommender = _side_recommender(engine, ranker=self.ranker)
         self.recommender.swap(engine.recommender.serving)
 
     def recommend(self, user_id: str, k: int) -> list[str]:
@@ -63,21 +64,12 @@ class LiveSequences:
         pass
 
 
-class Served:
+class Served(LiveSequences):
     """The served pipeline with the cut's weights: every live source's candidates, ordered by the version's
     ranker, from each user's sequence as of the last event (``serving.ranker`` on)."""
 
     name = "served"
-
-    def __init__(self, engine: Engine) -> None:
-        self.recommender = _side_recommender(engine, ranker=True)
-        self.recommender.swap(engine.recommender.serving)
-
-    def recommend(self, user_id: str, k: int) -> list[str]:
-        return _ids(self.recommender.recommend(user_id, k))
-
-    def learn(self, event: EventRecord) -> None:
-        pass
+    ranker = True
 
 
 class LiveTrending:

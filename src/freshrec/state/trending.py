@@ -64,8 +64,7 @@ class Trending:
                 self._counts = _grown(self._counts, size, 0)
                 self._first = _grown(self._first, size, np.nan)
             weights = np.exp2((t[None, :] - self._ref) / self.half_lives[:, None])  # [H, E]
-            for h in range(len(self.half_lives)):
-                np.add.at(self._scores[h], idx, weights[h])
+            np.add.at(self._scores, (slice(None), idx), weights)
             np.add.at(self._counts, idx, 1)
             np.fmin.at(self._first, idx, t)
 
