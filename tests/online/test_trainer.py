@@ -456,3 +456,48 @@ def test_packed_parts_make_the_same_step_as_one_padded_batch() -> None:
         after.append((loss, model.item_emb.weight.detach().clone()))
     assert after[0][0] == pytest.approx(after[1][0], rel=1e-5)
     assert torch.allclose(after[0][1], after[1][1], atol=1e-5)
+
+
+def test_a_young_row_follows_every_new_chooser_until_it_grows_up(trained: TrainedStore, tmp_path: Path) -> None:
+    """A new item chosen after item A, then after item B (another category): once B's choosers are in, the
+    item ranks high after B, without waiting for gradient steps; past YOUNG_EVENTS choices it trains alone."""
+    engine = engine_on(trained, tmp_path)
+    try:
+        shop = trained.shop
+        a = shop.items[5].item_id
+        b = next(i.item_id for i in shop.items if shop.category_of[i.item_id] != shop.category_of[a])
+        engine.upsert_items([ItemIn(item_id="sku-new", title="Brand new", categories=[shop.category_of[a]])])
+        trainer = OnlineTrainer(engine.stores)
+        t0 = shop.end_ts + 100
+
+        def choose(after: str, users: range) -> None:
+            events = []
+            for u in users:
+                events += [
+                    EventIn(user_id=f"n{u}", item_id=after, type="view", ts=t0 + 10 * u),
+                    EventIn(user_id=f"n{u}", item_id="sku-new", type="click", ts=t0 + 10 * u + 5),
+                ]
+            engine.ingest(events)
+            while trainer.poll(force=True) is not None:
+                pass
+
+        def rank_after(item: str) -> int:
+            idx = engine.catalog.internal_ids([item, "sku-new"])
+            user = trainer.learner.encode([trainer.learner.readable((np.array([idx[0]]), np.array([1])))])
+            scores = (user @ trainer.model.item_emb.weight.detach()[1:].T)[0]
+            row = int(trainer.learner.rows(np.array([idx[1]]))[0])
+            return int((scores > scores[row - 1]).sum())
+
+        choose(a, range(8))
+        new_idx = engine.catalog.internal_ids(["sku-new"])[0]
+        assert trainer.growth.young[new_idx].n == 8
+        before = rank_after(b)
+        choose(b, range(8, 16))
+        assert trainer.growth.young[new_idx].n == 16
+        after = rank_after(b)
+        assert after < before and after < 10, (before, after)
+        assert rank_after(a) < 10  # the first choosers still find it
+        choose(b, range(16, 24))
+        assert new_idx not in trainer.growth.young  # grown up: gradient steps alone from here
+    finally:
+        engine.close()

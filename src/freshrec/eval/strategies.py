@@ -134,6 +134,9 @@ class OnlineLearning:
         self.seen = 0
         self.published: list[str] = []
         self.decisions = {"accepted": 0, "rejected": 0}
+        self.ranker_decisions = {"accepted": 0, "rejected": 0}
+        self.ranker_requests = 0
+        self.trainer_seconds = {"total": 0.0, "ranker": 0.0}
         self._older = self.trainer.older_eval_set()
         self.before = self._older_ranks(*self.trainer.learner.contender())
 
@@ -154,6 +157,11 @@ class OnlineLearning:
         while (report := self.trainer.poll(force=True)) is not None:
             if report.decision is not None:
                 self.decisions["accepted" if report.decision.accepted else "rejected"] += 1
+            if report.ranker_decision is not None:
+                self.ranker_decisions["accepted" if report.ranker_decision.accepted else "rejected"] += 1
+            self.ranker_requests += report.ranker_requests
+            self.trainer_seconds["total"] += report.seconds
+            self.trainer_seconds["ranker"] += report.ranker_seconds
         # follow the registry like `freshrec serve` does: versions also get published between batches
         current = self.engine.registry.current()
         serving = self.recommender.serving
@@ -170,6 +178,10 @@ class OnlineLearning:
         return {
             "published_versions": len(self.published),
             "gate": self.decisions,
+            # the ranker refitted from the stream's requests (served+online), through its own gate
+            "ranker_gate": self.ranker_decisions,
+            "ranker_requests": self.ranker_requests,
+            "trainer_seconds": self.trainer_seconds,
             "older_holdout_ndcg@10": {"before": ndcg(self.before, 10), "after": ndcg(after, 10)},
             # The forgetting estimate with its noise: paired per-user changes on the same holdout, in
             # NDCG@10 and in reciprocal rank without a cut-off (graded for every user, so less noisy).

@@ -180,6 +180,40 @@ def compare(
     )
 
 
+def compare_ranks(
+    holdout: str,
+    candidate: np.ndarray,
+    current: np.ndarray,
+    users: list[str],
+    tolerance: float,
+    current_version: str | None,
+    noise_z: float = 0.0,
+) -> GateDecision:
+    """The same rule as :func:`compare` on one holdout whose ranks are already known: for a ranker, judged on
+    the newest requests (which neither ranker was fitted on) by the chosen item's rank among the candidates.
+
+    >>> d = compare_ranks("newest", np.array([0, 1, 3]), np.array([0, 0, 2]), ["a", "b", "c"], 0.01, "v2", 1.64)
+    >>> d.accepted, d.figures["newest"]["paired"]["n"]
+    (True, 3.0)
+    >>> compare_ranks("newest", np.array([9, 9, 9]), np.array([0, 0, 0]), ["a", "b", "c"], 0.01, "v2").accepted
+    False
+    """
+    cand_sum, cur_sum = summarize(candidate, (10,)), summarize(current, (10,))
+    paired = _paired(ndcg_gains(candidate, 10), ndcg_gains(current, 10), users)
+    figures = {holdout: {"candidate": cand_sum, "current": cur_sum, "paired": paired}}
+    cand, cur = cand_sum[GATE_METRIC], cur_sum[GATE_METRIC]
+    accepted = bool(len(candidate)) and cand >= (1 - tolerance) * cur - noise_z * paired["se"]
+    noise = f" (allowing {noise_z:g} SE of noise)" if noise_z else ""
+    if not len(candidate):
+        reason = "no holdout to judge on"
+    elif accepted:
+        reason = f"not worse than current beyond {tolerance:.0%}{noise} on {holdout}"
+    else:
+        reason = "worse than current: " + _shortfall(holdout, cand, cur, tolerance, noise_z, paired["se"])
+    ranks = {"candidate": {holdout: candidate}, "current": {holdout: current}}
+    return GateDecision(accepted, reason, tolerance, figures, current_version, ranks=ranks)
+
+
 def _paired(candidate: np.ndarray, reference: np.ndarray, users: list[str]) -> dict[str, float]:
     """The paired per-user difference the gate allows noise for (see :func:`paired_difference`)."""
     d = paired_difference(candidate, reference, users)

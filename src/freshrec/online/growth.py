@@ -11,6 +11,13 @@ optimizer's moment estimates grow with the table (zeros for the new rows), so tr
 resetting what it learned (:meth:`~freshrec.online.learner.Learner.append_rows`). An item that already has
 a row which never trained (it was in the catalogue, without events, when the version was trained) gets
 that row rebuilt the same way on its first events.
+
+A new row then stays *young* for its first :data:`YOUNG_EVENTS` choices: after every micro-batch it is
+rebuilt from everything seen so far, the mean of all its choosers' contexts blended with its content row
+(worth :data:`PRIOR_EVENTS` choosers), and calibrated again. Like a co-occurrence counter, it reflects each
+new chooser at once; the gradient steps of fine-tuning move a row by about the learning rate per step, far
+too slowly for an item seen a handful of times. After that it trains by gradient steps alone. What the young
+rows have seen is kept in memory: after a restart they train by gradient steps alone.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -39,6 +47,10 @@ ContentRows = Callable[[Sequence[int]], torch.Tensor | None]
 REFIT_S = 60.0
 #: Known users whose vectors new rows are calibrated against.
 CALIBRATION_USERS = 256
+#: Choices of a new item during which its row is rebuilt from its choosers' contexts after every micro-batch.
+YOUNG_EVENTS = 20
+#: What an item's content row weighs against its choosers' contexts, in choosers.
+PRIOR_EVENTS = 1.0
 
 
 def initial_rows(
@@ -58,7 +70,7 @@ def initial_rows(
     table = model.item_emb.weight.detach()
     known = table[1:]
     scale = float(known.std()) if known.shape[0] > 1 else model.config.dim**-0.5
-    norm = float(known.norm(dim=1).mean()) if known.shape[0] else 1.0
+    norm = typical_norm(model)
     rows = torch.randn(len(new_catalog_idx), table.shape[1], generator=generator) * scale * 0.1
     how = ["random"] * len(new_catalog_idx)
     from_content = content(new_catalog_idx) if content is not None else None
@@ -67,12 +79,51 @@ def initial_rows(
             rows[j] = from_content[j]
             how[j] = "content"
         elif idx in contexts and len(contexts[idx]):
-            mean = contexts[idx].float().mean(0)
-            rows[j] = mean * (norm / max(float(mean.norm()), 1e-8))
+            rows[j] = scaled(contexts[idx].float().mean(0), norm)
             how[j] = "co-occurrence"
     if users is not None and len(users) and known.shape[0]:
         rows = calibrate(rows, known.float(), users.float())
     return rows, how
+
+
+def typical_norm(model: SASRec) -> float:
+    """The mean norm of the model's item rows (what a row built from contexts is scaled to)."""
+    known = model.item_emb.weight.detach()[1:]
+    return float(known.norm(dim=1).mean()) if known.shape[0] else 1.0
+
+
+def scaled(vector: torch.Tensor, norm: float) -> torch.Tensor:
+    """``vector`` at length ``norm``."""
+    return vector * (norm / max(float(vector.norm()), 1e-8))
+
+
+@dataclass
+class YoungRow:
+    """A new row's evidence so far: its content row (``None``: none) and the sum of its choosers' contexts."""
+
+    prior: torch.Tensor | None
+    total: torch.Tensor | None = None
+    n: int = 0
+
+    def add(self, contexts: torch.Tensor) -> None:
+        summed = contexts.float().sum(0)
+        self.total = summed if self.total is None else self.total + summed
+        self.n += len(contexts)
+
+    def row(self, norm: float) -> torch.Tensor | None:
+        """The choosers' mean context at a typical row norm, blended with the content row (before calibration).
+
+        >>> young = YoungRow(torch.tensor([0.0, 2.0]))
+        >>> young.add(torch.tensor([[3.0, 0.0], [1.0, 0.0]]))
+        >>> young.row(2.0)  # two choosers against a content row worth one
+        tensor([1.3333, 0.6667])
+        """
+        if self.total is None or not self.n:
+            return None
+        from_contexts = scaled(self.total / self.n, norm)
+        if self.prior is None:
+            return from_contexts
+        return (PRIOR_EVENTS * self.prior.float() + self.n * from_contexts) / (PRIOR_EVENTS + self.n)
 
 
 def calibrate(rows: torch.Tensor, known: torch.Tensor, users: torch.Tensor) -> torch.Tensor:
@@ -120,11 +171,13 @@ class TableGrowth:
         self._rng = np.random.default_rng(seed)
         self._mapping: _Expiring[ContentMapping | None] = _Expiring(REFIT_S)
         self._users: _Expiring[torch.Tensor | None] = _Expiring(REFIT_S)
+        self.young: dict[int, YoungRow] = {}  # catalogue index -> evidence of a row still young
 
     def clear(self) -> None:
-        """Forget the cached mapping and user sample (the weights were replaced)."""
+        """Forget the cached mapping, user sample and young rows' evidence (the weights were replaced)."""
         self._mapping.clear()
         self._users.clear()
+        self.young.clear()
 
     def apply(
         self,
@@ -143,10 +196,11 @@ class TableGrowth:
         rows = learner.rows(idx_arr)
         unknown = [int(i) for i in dict.fromkeys(idx_arr[rows == 0].tolist())]
         stale = {int(i): int(r) for e, i, r in zip(events, idx, rows, strict=True) if r and e.item_id in untrained}
-        if not unknown and not stale:
-            return 0, 0
         wanted = set(unknown) | set(stale)
-        chosen = [(int(idx[j]), learner.readable(h)) for j, h in histories.items() if int(idx[j]) in wanted]
+        touched = wanted | {int(idx[j]) for j in histories if int(idx[j]) in self.young}
+        if not touched:
+            return 0, 0
+        chosen = [(int(idx[j]), learner.readable(h)) for j, h in histories.items() if int(idx[j]) in touched]
         chosen = [(i, h) for i, h in chosen if h is not None]
         contexts: dict[int, torch.Tensor] = {}
         if chosen:
@@ -155,17 +209,45 @@ class TableGrowth:
             for j, (i, _) in enumerate(chosen):
                 by_item.setdefault(i, []).append(j)
             contexts = {i: vectors[js] for i, js in by_item.items()}
-        targets = unknown + list(stale)
-        content = self.content_rows(learner) if self.content is not None else None
-        built, how = initial_rows(learner.model, targets, contexts, content, users=self._sample(learner, known_users))
-        if stale:
-            learner.rebuild_rows(list(stale.values()), built[len(unknown) :])
-        if unknown:
-            learner.append_rows(unknown, built[: len(unknown)])
-        log.info(
-            "new rows for %d items, %d rebuilt (%s)", len(unknown), len(stale), {k: how.count(k) for k in set(how)}
-        )
+        users = self._sample(learner, known_users)
+        if wanted:
+            targets = unknown + list(stale)
+            content = self.content_rows(learner) if self.content is not None else None
+            built, how = initial_rows(learner.model, targets, contexts, content, users=users)
+            if stale:
+                learner.rebuild_rows(list(stale.values()), built[len(unknown) :])
+            if unknown:
+                learner.append_rows(unknown, built[: len(unknown)])
+            for i, row, kind in zip(targets, built, how, strict=True):
+                self.young[i] = YoungRow(row.clone() if kind == "content" else None)
+            log.info(
+                "new rows for %d items, %d rebuilt (%s)", len(unknown), len(stale), {k: how.count(k) for k in set(how)}
+            )
+        self._grow_up(learner, contexts, users)
         return len(unknown), len(stale)
+
+    def _grow_up(self, learner: Learner, contexts: dict[int, torch.Tensor], users: torch.Tensor | None) -> None:
+        """Rebuild the young rows chosen in this batch from all their evidence; retire those old enough."""
+        norm = typical_norm(learner.model)
+        items, values = [], []
+        for i, ctx in contexts.items():
+            young = self.young.get(i)
+            if young is None:
+                continue
+            young.add(ctx)
+            row = young.row(norm)
+            if row is not None:
+                items.append(i)
+                values.append(row)
+            if young.n >= YOUNG_EVENTS:
+                del self.young[i]
+        if not items:
+            return
+        rows = torch.stack(values)
+        known = learner.model.item_emb.weight.detach()[1:].float()
+        if users is not None and len(users) and known.shape[0]:
+            rows = calibrate(rows, known, users.float())
+        learner.rebuild_rows(learner.rows(np.asarray(items, dtype=np.int64)).tolist(), rows)
 
     def _sample(self, learner: Learner, known_users: Callable[[], list[History]]) -> torch.Tensor | None:
         def encode() -> torch.Tensor | None:

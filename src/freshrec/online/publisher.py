@@ -132,6 +132,13 @@ class Publisher:
             self._current = (current, (loaded.model, RowMap.from_item_ids(self.catalog, loaded.item_ids).rows))
         return current, self._current[1]
 
+    def renamed(self, version: str, to: str) -> None:
+        """``to`` was published with ``version``'s weights (a new ranker): its scores are known already."""
+        if self._current is not None and self._current[0] == version:
+            self._current = (to, self._current[1])
+        if self._older_ranks is not None and self._older_ranks[0] == version:
+            self._older_ranks = (to, self._older_ranks[1])
+
     # ---- the gate --------------------------------------------------------------------------------
 
     def judge(

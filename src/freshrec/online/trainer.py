@@ -14,12 +14,16 @@ One micro-batch, in order:
 5. one optimisation step on the affected users' newest entries, mixed with replayed spans of users drawn
    from the reservoir buffer (anti-forgetting; :func:`~freshrec.online.batches.micro_batch`), with the same
    :func:`~freshrec.model.train.train_step` as offline training;
-6. checkpoint weights + committed offset atomically.
+6. while serving uses the ranker: record the requests serving would have answered for a sample of the
+   batch's events, and refit, gate and publish the ranker when enough new ones arrived
+   (:class:`~freshrec.online.ranking.OnlineRanker`);
+7. checkpoint weights + committed offset atomically.
 
-A crash anywhere before 6 leaves the previous checkpoint, so the batch is trained again: at-least-once,
+A crash anywhere before 7 leaves the previous checkpoint, so the batch is trained again: at-least-once,
 never skipped. If the current version is changed from outside (rollback, a full retrain), the trainer
 restarts from that version and its offsets. The trainer reads the event log, the catalogue, the model
-registry and the content store (:class:`~freshrec.stores.Stores`); it keeps no live serving state.
+registry and the content store (:class:`~freshrec.stores.Stores`); it keeps live serving state only for the
+ranker's features, and only while ``serving.ranker`` is on.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ from freshrec.online.checkpoint import CheckpointStore, TrainerState
 from freshrec.online.growth import CALIBRATION_USERS, TableGrowth
 from freshrec.online.learner import History, Learner
 from freshrec.online.publisher import Publisher
+from freshrec.online.ranking import OnlineRanker
 from freshrec.schema import EventRecord
 from freshrec.sequence import Sequences, UserSequence
 from freshrec.stores import Stores
@@ -71,6 +76,9 @@ class BatchReport:
     decision: GateDecision | None = None
     published: str | None = None
     rebuilt_rows: int = 0  # rows of never-trained catalogue items rebuilt on their first events
+    ranker_requests: int = 0  # requests recorded for the ranker (chosen item among the candidates)
+    ranker_decision: GateDecision | None = None  # a refitted ranker's gate decision, when one was due
+    ranker_seconds: float = 0.0  # of ``seconds``: recording requests, and fitting and judging a ranker
 
 
 class OnlineTrainer:
@@ -135,6 +143,10 @@ class OnlineTrainer:
             registry, self.stores.catalog, self.stores.types, self.checkpoints, self.settings.gate_tolerance
         )
         self.publisher.open_older_holdout(self.sequences, self._rng)
+        self.ranking: OnlineRanker | None = None
+        if self.stores.settings.serving.ranker:
+            self.ranking = OnlineRanker(self.stores, self._seed, self.settings.gate_tolerance)
+            self.ranking.rebuild(self.state.committed_offset)
 
     def _rebuild_sequences(self) -> None:
         """Every user's sequence as of the committed offset (one entry more than the model reads: a target)."""
@@ -231,6 +243,9 @@ class OnlineTrainer:
         )
         batch = micro_batch(self.sequences, self.learner.rows, fresh, replay, self.learner.max_len, self._rng)
         loss = self.learner.step(batch) if batch is not None else None
+        t_rank = time.perf_counter()
+        ranker_requests, ranker_decision = self._rank(events, idx)
+        ranker_seconds = time.perf_counter() - t_rank
         self.state.committed_offset = offsets[1]
         self.state.add_range(*offsets)
         self.state.batches += 1
@@ -249,7 +264,21 @@ class OnlineTrainer:
             decision,
             published,
             rebuilt,
+            ranker_requests,
+            ranker_decision,
+            ranker_seconds,
         )
+
+    def _rank(self, events: list[EventRecord], idx: list[int]) -> tuple[int, GateDecision | None]:
+        """The ranker's share of a micro-batch (step 6); a ranker it publishes becomes the lineage's base."""
+        if self.ranking is None:
+            return 0, None
+        recorded = self.ranking.observe(events, idx)
+        decision = self.ranking.refit_if_due()
+        if decision is not None and decision.candidate_version is not None:
+            self.publisher.renamed(self.state.base_version, decision.candidate_version)
+            self.state.base_version = decision.candidate_version
+        return recorded, decision
 
     def _catalog_idx(self, events: Sequence[EventRecord]) -> list[int]:
         return self.stores.catalog.internal_ids([e.item_id for e in events], create=True)

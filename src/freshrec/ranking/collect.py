@@ -9,7 +9,7 @@ did not train on (the leave-one-out holdouts), so its scores are not memorised o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +21,8 @@ from freshrec.candidates.trending import TrendingSource
 from freshrec.events.base import iter_pages
 from freshrec.ranking.assemble import Live, gather
 from freshrec.ranking.candidates import CandidateSet
-from freshrec.ranking.features import POPULARITY_HALF_LIVES, ItemStats
+from freshrec.ranking.features import FEATURES, POPULARITY_HALF_LIVES, ItemStats
+from freshrec.schema import EventRecord
 from freshrec.sequence import Sequences, UserSequence
 from freshrec.serving_model import ServingModel
 from freshrec.state.memory import MemoryStateStore
@@ -73,6 +74,85 @@ def trending_head(trending: Trending, available: Callable[[], np.ndarray], n: in
     return ranking
 
 
+class RequestCollector:
+    """Live state folded event by event, as serving keeps it, and the ranker's request for chosen events.
+
+    :meth:`feed` applies events in log order; for the positions asked, it first gathers the user's candidates
+    and their features from the state just before that event (never after it).
+
+    Example
+    -------
+    >>> collector = RequestCollector(stores)                    # doctest: +SKIP
+    >>> found = collector.feed(serving, page, idx, queries=[3, 7])  # doctest: +SKIP
+    """
+
+    def __init__(self, stores: Stores) -> None:
+        self.stores = stores
+        self.state, self.trending = live_state(stores)
+        self.sources = [
+            CoOccurrence(self.state),
+            SessionKNN(self.state),
+            TrendingSource(trending_head(self.trending, stores.catalog.available_mask)),
+        ]
+        self.negative = stores.types.negative
+
+    def feed(
+        self,
+        serving: ServingModel | None,
+        events: Sequence[EventRecord],
+        idx: Sequence[int],
+        queries: Sequence[int] = (),
+    ) -> list[Request]:
+        """Apply ``events`` (catalogue indices ``idx``); for each position in ``queries`` (ascending), the request
+        as of just before that event, with ``serving`` as the model (needed only when there are queries)."""
+        if queries and serving is None:
+            raise ValueError("requests need a model to gather candidates with")
+        out = []
+        start = 0
+        for j in queries:
+            self._apply(events[start:j], idx[start:j])
+            start = j
+            out.append(self.request(serving, events[j].user_id, int(idx[j])))  # type: ignore[arg-type]
+        self._apply(events[start:], idx[start:])
+        return out
+
+    def request(self, serving: ServingModel, user_id: str, item: int) -> Request:
+        """The user's candidates and features now, and where ``item`` is among them (-1: not a candidate)."""
+        snap = self.state.get(user_id)
+        rows = serving.rows(snap.items) if snap is not None else np.zeros(0, dtype=np.int64)
+        if snap is None or not (rows > 0).any():
+            return Request(user_id, None, None, -1)
+        users = serving.encode([rows[rows > 0]], [snap.types[rows > 0]])
+        catalog = self.stores.catalog
+        stats = ItemStats.of(self.trending, len(catalog))
+        live = Live(self.sources, stats, self.stores.content, catalog.available_mask())
+        [(cands, x)] = gather(serving, live, users, [snap], [snap.seen])
+        hit = np.flatnonzero(cands.items == item)
+        return Request(user_id, cands, x, int(hit[0]) if len(hit) else -1)
+
+    def _apply(self, events: Sequence[EventRecord], idx: Sequence[int]) -> None:
+        if not len(events):
+            return
+        self.state.apply(events, idx)
+        self.trending.add_events(events, idx, self.negative)
+
+
+@dataclass
+class Request:
+    """One predicted event: whose, its candidates, their features [C, F], the chosen item's position (-1:
+    not a candidate)."""
+
+    user_id: str
+    candidates: CandidateSet | None
+    x: np.ndarray | None
+    target: int
+
+    @property
+    def labels(self) -> np.ndarray:
+        assert self.candidates is not None
+        return (np.arange(len(self.candidates)) == self.target).astype(np.float32)
+
+
 def collect(
     stores: Stores,
     serving: ServingModel,
@@ -82,25 +162,19 @@ def collect(
 ) -> Requests:
     """Requests for the events that add entry ``targets[user]`` (0-based) to each user's full sequence.
 
-    Every event up to ``upto_offset`` is folded into fresh live state in log order; just before each target
-    event, the user's candidates and their features are gathered (:func:`~freshrec.ranking.assemble.gather`)
-    with ``serving`` as the model. Requests whose chosen item is not among the candidates are asked but not
-    kept (nothing to learn from them).
+    Every event up to ``upto_offset`` is folded into fresh live state in log order (:class:`RequestCollector`);
+    just before each target event, the user's candidates and their features are gathered
+    (:func:`~freshrec.ranking.assemble.gather`) with ``serving`` as the model. Requests whose chosen item is
+    not among the candidates are asked but not kept (nothing to learn from them).
     """
-    state, trending = live_state(stores)
-    catalog = stores.catalog
-    live_sources = [
-        CoOccurrence(state),
-        SessionKNN(state),
-        TrendingSource(trending_head(trending, catalog.available_mask)),
-    ]
+    collector = RequestCollector(stores)
     counter = Sequences(stores.types, None, stores.settings.state.collapse_repeats)
     negative = stores.types.negative
-    xs, ys, groups, found, kept = [], [], [], [], []
+    asked: list[Request] = []
     last = stores.event_log.last_offset() if upto_offset is None else upto_offset
     bar = tqdm(total=len(targets), desc="ranker requests", unit="req", disable=not progress, leave=False)
     for page in iter_pages(stores.event_log, upto_offset=last):
-        idx = catalog.internal_ids([e.item_id for e in page], create=True)
+        idx = stores.catalog.internal_ids([e.item_id for e in page], create=True)
         before: dict[int, int] = {}
 
         def count(j: int, seq: UserSequence | None, entries: dict[int, int] = before) -> None:
@@ -108,44 +182,21 @@ def collect(
 
         added = counter.fold(page, idx, count)
         queries = [j for j in added if page[j].type not in negative and targets.get(page[j].user_id) == before[j]]
-        start = 0
-        for j in queries:
-            _apply(state, trending, page[start:j], idx[start:j], negative)
-            start = j
-            snap = state.get(page[j].user_id)
-            rows = serving.rows(snap.items) if snap is not None else np.zeros(0, dtype=np.int64)
-            if snap is None or not (rows > 0).any():
-                found.append(-1)
-                bar.update()
-                continue
-            users = serving.encode([rows[rows > 0]], [snap.types[rows > 0]])
-            live = Live(live_sources, ItemStats.of(trending, len(catalog)), stores.content, catalog.available_mask())
-            [(cands, x)] = gather(serving, live, users, [snap], [snap.seen])
-            hit = np.flatnonzero(cands.items == idx[j])
-            found.append(int(hit[0]) if len(hit) else -1)
-            if len(hit):
-                xs.append(x)
-                ys.append((cands.items == idx[j]).astype(np.float32))
-                groups.append(len(cands))
-                kept.append(cands)
-            bar.update()
-        _apply(state, trending, page[start:], idx[start:], negative)
+        found = collector.feed(serving, page, idx, queries)
+        asked += found
+        bar.update(len(found))
     bar.close()
-    width = len(xs[0][0]) if xs else 0
+    return requests_of(asked)
+
+
+def requests_of(asked: Sequence[Request]) -> Requests:
+    """Ranker training data from requests asked (those whose chosen item was a candidate are kept)."""
+    kept = [r for r in asked if r.target >= 0]
+    width = len(FEATURES)
     return Requests(
-        np.concatenate(xs) if xs else np.zeros((0, width), dtype=np.float32),
-        np.concatenate(ys) if ys else np.zeros(0, dtype=np.float32),
-        groups,
-        found,
-        kept,
+        np.concatenate([r.x for r in kept]) if kept else np.zeros((0, width), dtype=np.float32),
+        np.concatenate([r.labels for r in kept]) if kept else np.zeros(0, dtype=np.float32),
+        [len(r.candidates) for r in kept],
+        [r.target for r in asked],
+        [r.candidates for r in kept],
     )
-
-
-def _apply(state: MemoryStateStore, trending: Trending, events, idx, negative) -> None:
-    if not len(events):
-        return
-    state.apply(events, idx)
-    positive = [(i, e.ts) for i, e in zip(idx, events, strict=True) if e.type not in negative]
-    if positive:
-        items, ts = zip(*positive, strict=True)
-        trending.add(items, ts)

@@ -88,15 +88,17 @@ class Ranker:
         self.booster = booster
 
     @classmethod
-    def fit(cls, x: np.ndarray, y: np.ndarray, groups: list[int], seed: int = 42) -> tuple[Ranker, RankerReport]:
+    def fit(
+        cls, x: np.ndarray, y: np.ndarray, groups: list[int], seed: int = 42, held_out: float = HELD_OUT
+    ) -> tuple[Ranker, RankerReport]:
         """Fit on requests (``groups``: candidates per request, in row order). The report's held-out NDCG@10
-        comes from a fit on the other :data:`1 - HELD_OUT` of the requests; the returned ranker is fitted on
-        all of them."""
+        comes from a fit on the other ``1 - held_out`` of the requests (0: no such fit, NaN figures); the
+        returned ranker is fitted on all of them."""
         import lightgbm as lgb
 
         starts = np.concatenate([[0], np.cumsum(groups)]).astype(np.int64)
         order = np.random.default_rng(seed).permutation(len(groups))
-        n_held = int(len(groups) * HELD_OUT) if len(groups) >= 10 else 0
+        n_held = int(len(groups) * held_out) if len(groups) >= 10 else 0
         held, kept = np.sort(order[:n_held]), np.sort(order[n_held:])
 
         def rows(requests: np.ndarray) -> np.ndarray:
