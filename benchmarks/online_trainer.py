@@ -31,6 +31,9 @@ afterwards, so the online trainer has to grow its item table for them. The newer
    ``--serving-pairs`` N runs N such pairs and reports the median of their p99 ratios (the target's
    figure), and the ratio of the p99s of all requests of all runs pooled per side.
 
+With ``FRESHREC_SERVING__RANKER=true`` in the environment every part runs with the served pipeline on: the
+trainer then also records ranker requests and refits the ranker (part 1 reports the seconds it spent on that).
+
 Every server run starts from a copy of the same store, so no part sees another's events or versions.
 ``--store-cache DIR`` keeps the built store (minutes of generation and training) for later runs with the
 same store arguments.
@@ -219,6 +222,10 @@ def throughput_pass(store: Store, work: Path, label: str, online: OnlineSettings
         "loss_first": losses[0] if losses else None,
         "loss_last": losses[-1] if losses else None,
         "startup_s": startup,
+        # with serving.ranker on (FRESHREC_SERVING__RANKER=true): the trainer's ranker job, inside the batches
+        "ranker_s": sum(r.ranker_seconds for r in reports),
+        "ranker_requests": sum(r.ranker_requests for r in reports),
+        "ranker_decisions": sum(r.ranker_decision is not None for r in reports),
     }
 
 

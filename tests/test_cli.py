@@ -72,3 +72,18 @@ def test_errors_are_one_line_with_exit_code_2(tmp_path: Path) -> None:
     assert r.exit_code == 2 and "no model published" in r.output
     r = runner.invoke(app, [*data, "evaluate"])
     assert r.exit_code == 2 and "freshrec train" in r.output
+
+
+def test_replay_writes_its_report_with_what_produced_it(tmp_path: Path) -> None:
+    shop = tmp_path / "shop"
+    assert runner.invoke(app, ["generate", str(shop), "--users", "60", "--items", "30", "--seed", "1"]).exit_code == 0
+    out = tmp_path / "report"
+    r = runner.invoke(
+        app,
+        ["replay", str(shop), "--epochs", "1", "--online-every", "0", "--max-events", "300", "--out", str(out)],
+    )
+    assert r.exit_code == 0, r.output
+    report = json.loads((out / "replay.json").read_text())
+    assert report["protocol"] == "streaming replay (prequential)" and report["seed"] == 42
+    assert report["machine"]["cores"] >= 1 and report["machine"]["git_commit"]
+    assert {"served", "co-occurrence", "session-knn"} <= set(report["strategies"])

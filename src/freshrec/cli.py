@@ -339,6 +339,7 @@ def replay(
     from freshrec.datasets.sources import load_source
     from freshrec.eval.plots import plot_replay
     from freshrec.eval.replay import ReplayOptions, run_replay
+    from freshrec.provenance import describe
 
     if cut_by not in ("time", "events"):
         raise ValueError(f"--cut-by must be 'time' or 'events', got {cut_by!r}")
@@ -357,7 +358,9 @@ def replay(
     report = run_replay(src.events, settings, options, items=src.items, dataset=src.name)
     out.mkdir(parents=True, exist_ok=True)
     payload = report.to_dict()
-    (out / "replay.json").write_text(json.dumps(payload, indent=2) + "\n")
+    # what produced the figures: machine, versions, commit, and the training seed (the run's randomness)
+    stored = {"machine": describe(), "seed": settings.train.seed, **payload}
+    (out / "replay.json").write_text(json.dumps(stored, indent=2) + "\n")
     (out / "replay.md").write_text(report.to_markdown())
     pngs = plot_replay(payload, out)
     console.print(report.to_markdown())
