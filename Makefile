@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow lint clean
+.PHONY: demo test test-slow lint clean servers
+# Root installs system packages directly; anyone else through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -19,11 +21,16 @@ demo: $(STAMP)
 
 # Unit and integration tests (a few minutes); `test-slow` runs what is marked slow: benchmark smoke runs,
 # compiled kernels and fault injection. CI (.ci/run) runs both.
-test: $(STAMP)
+test: $(STAMP) servers
 	$(BIN)/python -m pytest
 
-test-slow: $(STAMP)
+test-slow: $(STAMP) servers
 	$(BIN)/python -m pytest -m slow
+
+# The real servers some tests start on free loopback ports: redis-server (Debian), installed when missing.
+servers:
+	@command -v redis-server >/dev/null 2>&1 || { $(SUDO) apt-get install -y -qq redis-server >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -18,6 +18,7 @@ import pytest
 from freshrec.config import Settings, load_settings
 from freshrec.datasets.synthetic import SyntheticShop, generate_shop
 from freshrec.engine import Engine, build_engine
+from tests.servers import RedisServer
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -183,3 +184,20 @@ def server_factory() -> Iterator:
     yield start
     for server in started:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real ``redis-server`` for the session (tests that share it start from :func:`empty_redis`)."""
+    server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def empty_redis(redis_server: RedisServer) -> str:
+    """The URL of the session's Redis, emptied for this test."""
+    import redis
+
+    redis.Redis.from_url(redis_server.url).flushdb()
+    return redis_server.url

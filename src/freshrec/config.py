@@ -36,12 +36,16 @@ _toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("freshr
 
 
 class StorageSettings(_Section):
-    """Where data lives. Backends are chosen by URL scheme (``sqlite:///path``, ``memory://``)."""
+    """Where data lives. Backends are chosen by URL scheme (``sqlite:///path``, ``memory://``, ``redis://``)."""
 
     data_dir: Path = Field(Path("freshrec-data"), description="Directory for the embedded stores and models.")
     event_log_url: str | None = Field(None, description="Event log URL; default sqlite:///<data_dir>/events.db")
     catalog_url: str | None = Field(None, description="Catalogue URL; default sqlite:///<data_dir>/catalog.db")
-    state_url: str = Field("memory://", description="User-state store URL (memory:// rebuilds from the log).")
+    state_url: str = Field(
+        "memory://",
+        description="User-state store URL: memory:// (in the process, rebuilt from the log on start) or "
+        "redis://HOST:PORT/DB (shared by every worker pointing at it, kept across restarts).",
+    )
     model_dir: Path | None = Field(None, description="Model registry directory; default <data_dir>/models")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(
         "FULL",

@@ -208,6 +208,15 @@ class Sequences:
     def pop(self, user_id: str) -> UserSequence | None:
         return self._users.pop(user_id, None)
 
+    def put(self, user_id: str, seq: UserSequence) -> None:
+        """Hold ``seq`` as the user's sequence (one kept elsewhere, e.g. in a shared state store)."""
+        self._users[user_id] = seq
+
+    def next_version(self) -> int:
+        """The version a user's first sequence starts at; never repeats for this registry."""
+        self._created += 1
+        return self._created << 32
+
     def fold(self, events: Sequence, item_idx: Sequence[int], before: BeforeFold | None = None) -> list[int]:
         """Fold ``events`` (:class:`~freshrec.schema.EventRecord`, in log order) into the users' sequences;
         ``item_idx[j]`` is event ``j``'s catalogue index. Returns the positions of the events that added an
@@ -223,8 +232,7 @@ class Sequences:
                 seq = users[e.user_id] = UserSequence(self.max_len, self.collapse_repeats)
                 # versions never repeat for a user id, even one deleted and recreated: a cache keyed by
                 # (user, version) must not serve a deleted history to the new one
-                self._created += 1
-                seq.version = self._created << 32
+                seq.version = self.next_version()
             if seq.add(idx, code_of(e.type), e.ts, e.type in negative):
                 added.append(j)
         return added

@@ -23,13 +23,16 @@ VIEW, CART, PURCHASE = TYPES.code["view"], TYPES.code["cart"], TYPES.code["purch
 
 Opener = Callable[..., StateStore]
 
-# A new backend is one entry here: its name and the URL of a fresh, empty store.
-BACKENDS = {"memory": "memory://"}
+# A new backend is one entry here: its name and a function giving the URL of a fresh, empty store.
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest], str]] = {
+    "memory": lambda request: "memory://",
+    "redis": lambda request: request.getfixturevalue("empty_redis"),
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def opener(request: pytest.FixtureRequest) -> Opener:
-    url = BACKENDS[request.param]
+    url = BACKENDS[request.param](request)
 
     def open_(max_len: int = 10, collapse_repeats: bool = True) -> StateStore:
         return open_state_store(url, types=TYPES, max_len=max_len, collapse_repeats=collapse_repeats)

@@ -61,7 +61,8 @@ class StateStore(Protocol):
 
 
 def open_state_store(url: str, *, types, max_len: int, collapse_repeats: bool, item_graph: bool = True) -> StateStore:
-    """Open the state store a URL names. Schemes: ``memory://``. ``item_graph``: keep the live item graph
+    """Open the state store a URL names. Schemes: ``memory://`` (in this process) and
+    ``redis://HOST:PORT/DB`` (shared by every worker). ``item_graph``: keep the live item graph
     (:mod:`freshrec.state.graph`) the candidate sources read; without it ``followers`` and ``recent_users``
     answer empty."""
     scheme, _ = split_url(url)
@@ -69,4 +70,11 @@ def open_state_store(url: str, *, types, max_len: int, collapse_repeats: bool, i
         from freshrec.state.memory import MemoryStateStore
 
         return MemoryStateStore(types, max_len=max_len, collapse_repeats=collapse_repeats, item_graph=item_graph)
-    raise ValueError(f"unknown state store URL scheme {scheme!r} in {url!r}; supported: memory")
+    if scheme == "redis":
+        import redis
+
+        from freshrec.state.redis import RedisStateStore
+
+        client = redis.Redis.from_url(url)
+        return RedisStateStore(client, types, max_len=max_len, collapse_repeats=collapse_repeats, item_graph=item_graph)
+    raise ValueError(f"unknown state store URL scheme {scheme!r} in {url!r}; supported: memory, redis")
