@@ -6,7 +6,13 @@ of the users whose sequence most recently gained the item (scored by a global st
 highest offset applied; ``created`` the counter that keeps versions unique across users, workers and
 deletes. Events are folded by the one rule (:class:`~freshrec.sequence.Sequences`) in this process, on the
 touched users' sequences read under ``WATCH``; the new sequences and graph updates are written in one
-``MULTI``/``EXEC``, retried from the read if another writer changed one of those users in between.
+``MULTI``/``EXEC``, retried from the read if another writer changed one of those users, or the applied
+offset, in between.
+
+Each logged event is applied once, whichever process gets there first: ``apply`` skips events at or below
+the applied offset (another worker applied them). Workers that append to one event log apply its events in
+offset order: an engine whose appended events do not follow the applied offset reads the log from it
+(:meth:`~freshrec.engine.Engine.catch_up`), so no event is skipped and none is folded twice.
 """
 
 from __future__ import annotations
@@ -124,8 +130,14 @@ class RedisStateStore:
         for _ in range(RETRIES):
             with self.client.pipeline(transaction=True) as pipe:
                 try:
-                    pipe.watch(*keys)
-                    self._fold_and_write(pipe, events, item_idx, users)
+                    pipe.watch(self.prefix + "applied", *keys)
+                    applied = int(pipe.get(self.prefix + "applied") or 0)
+                    todo = [j for j, e in enumerate(events) if e.offset > applied]
+                    if not todo:
+                        return  # another worker applied them
+                    batch = [events[j] for j in todo]
+                    idx = [item_idx[j] for j in todo]
+                    self._fold_and_write(pipe, batch, idx, list(dict.fromkeys(e.user_id for e in batch)))
                     return
                 except WatchError:
                     continue
@@ -167,15 +179,8 @@ class RedisStateStore:
                 recent = self._key("ru", item)
                 pipe.zadd(recent, {user: stamp + n + 1})
                 pipe.zremrangebyrank(recent, 0, -USERS_PER_ITEM - 1)
-        top = max(e.offset for e in events)
-        # the highest offset applied only ever rises, whichever writer gets there first
-        pipe.eval(
-            "local v = tonumber(redis.call('GET', KEYS[1]) or '0'); "
-            "if tonumber(ARGV[1]) > v then redis.call('SET', KEYS[1], ARGV[1]) end",
-            1,
-            self.prefix + "applied",
-            top,
-        )
+        # watched: a writer that applied more in between makes this transaction retry
+        pipe.set(self.prefix + "applied", max(e.offset for e in events))
         pipe.execute()
 
     def followers(self, items: Sequence[int]) -> list[dict[int, float]]:
