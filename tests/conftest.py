@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 from freshrec.config import Settings, load_settings
 from freshrec.datasets.synthetic import SyntheticShop, generate_shop
 from freshrec.engine import Engine, build_engine
-from tests.servers import RedisServer
+from tests.servers import RedisServer, free_port
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -98,12 +97,6 @@ def wait_for(condition, what: str, timeout: float = 300.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.01)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ServerProcess:

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from freshrec.schema import UserSnapshot
+
 
 class EventTypes:
     """The registry of event types and their model codes (position + 1; 0 is padding).
@@ -155,6 +157,17 @@ class UserSequence:
     def ts_array(self) -> np.ndarray:
         """Entry times as a float64 array (a copy)."""
         return np.frombuffer(self.ts, dtype=np.float64).copy()
+
+    def snapshot(self, user_id: str) -> UserSnapshot:
+        """A copy of this sequence as the state stores hand it out."""
+        return UserSnapshot(
+            items=self.item_array(),
+            types=self.type_array(),
+            ts=self.ts_array(),
+            seen=self.seen_array(),
+            version=self.version,
+            user_id=user_id,
+        )
 
 
 #: ``before(position, sequence)``: called by :meth:`Sequences.fold` with the user's sequence as it is just

@@ -41,16 +41,7 @@ class MemoryStateStore:
     def get(self, user_id: str) -> UserSnapshot | None:
         with self._lock:
             seq = self._sequences.get(user_id)
-            if seq is None:
-                return None
-            return UserSnapshot(
-                items=seq.item_array(),
-                types=seq.type_array(),
-                ts=seq.ts_array(),
-                seen=seq.seen_array(),
-                version=seq.version,
-                user_id=user_id,
-            )
+            return seq.snapshot(user_id) if seq is not None else None
 
     def apply(self, events: Sequence[EventRecord], item_idx: Sequence[int]) -> None:
         graph = self._graph

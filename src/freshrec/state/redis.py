@@ -96,21 +96,10 @@ class RedisStateStore:
         return self.get_many([user_id])[0]
 
     def get_many(self, user_ids: Sequence[str]) -> list[UserSnapshot | None]:
-        out: list[UserSnapshot | None] = []
-        for user, seq in zip(user_ids, self._read(user_ids), strict=True):
-            out.append(
-                None
-                if seq is None
-                else UserSnapshot(
-                    items=seq.item_array(),
-                    types=seq.type_array(),
-                    ts=seq.ts_array(),
-                    seen=seq.seen_array(),
-                    version=seq.version,
-                    user_id=user,
-                )
-            )
-        return out
+        return [
+            seq.snapshot(user) if seq is not None else None
+            for user, seq in zip(user_ids, self._read(user_ids), strict=True)
+        ]
 
     def sequences(self, user_ids: Sequence[str]) -> list[np.ndarray | None]:
         pipe = self.client.pipeline(transaction=False)
