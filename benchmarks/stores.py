@@ -87,7 +87,9 @@ def free_port() -> int:
 class Server:
     """`freshrec serve` in a child process; ``env`` adds FRESHREC_* settings."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, online: bool = False) -> None:
+    def __init__(
+        self, data_dir: Path, env: dict[str, str] | None = None, online: bool = False, args: list[str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # A file, not a pipe: nobody drains a pipe while the benchmark runs, and a full one blocks the server.
@@ -96,6 +98,7 @@ class Server:
         self._log = self.log_path.open("wb")
         cmd = [sys.executable, "-m", "freshrec.cli", "--data-dir", str(data_dir), "serve", "--port", str(self.port)]
         cmd.append("--online" if online else "--no-online")
+        cmd += args or []
         self.proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 900
         while time.monotonic() < deadline:

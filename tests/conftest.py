@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ import pytest
 from freshrec.config import Settings, load_settings
 from freshrec.datasets.synthetic import SyntheticShop, generate_shop
 from freshrec.engine import Engine, build_engine
-from tests.servers import RedisServer, free_port
+from tests.servers import KafkaBroker, RedisServer, free_port
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -102,10 +102,13 @@ def wait_for(condition, what: str, timeout: float = 300.0) -> None:
 class ServerProcess:
     """``freshrec serve`` as a real child process on 127.0.0.1 (started and always stopped by tests)."""
 
-    def __init__(self, data_dir: Path, online: bool = False, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, online: bool = False, env: dict[str, str] | None = None, args: Sequence[str] = ()
+    ) -> None:
         self.data_dir = data_dir
         self.online = online
         self.extra_env = env or {}
+        self.args = list(args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -129,6 +132,7 @@ class ServerProcess:
                 "--port",
                 str(self.port),
                 "--online" if self.online else "--no-online",
+                *self.args,
             ],
             env=env,
             stdout=self._log,
@@ -169,8 +173,10 @@ class ServerProcess:
 def server_factory() -> Iterator:
     started: list[ServerProcess] = []
 
-    def start(data_dir: Path, online: bool = False, env: dict[str, str] | None = None) -> ServerProcess:
-        server = ServerProcess(data_dir, online, env)
+    def start(
+        data_dir: Path, online: bool = False, env: dict[str, str] | None = None, args: Sequence[str] = ()
+    ) -> ServerProcess:
+        server = ServerProcess(data_dir, online, env, args)
         started.append(server)
         return server.start()
 
@@ -194,3 +200,11 @@ def empty_redis(redis_server: RedisServer) -> str:
 
     redis.Redis.from_url(redis_server.url).flushdb()
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """One real Kafka-protocol broker (tansu) for the session; each test uses topics of its own."""
+    broker = KafkaBroker()
+    yield broker
+    broker.stop()

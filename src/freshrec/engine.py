@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from freshrec.config import Settings
-from freshrec.errors import InvalidInput, NotFound
+from freshrec.errors import InvalidInput, NotFound, Unavailable
 from freshrec.model.gate import GateLog
 from freshrec.model.registry import ModelNotFoundError
 from freshrec.ranking.features import POPULARITY_HALF_LIVES
@@ -38,12 +38,14 @@ from freshrec.schema import (
 )
 from freshrec.serving_model import ServingModel
 from freshrec.state.base import StateStore, open_state_store
-from freshrec.state.preferences import PreferenceStore
-from freshrec.state.trending import Trending
+from freshrec.state.shared import open_preferences, open_trending
 from freshrec.stores import Stores, open_stores
-from freshrec.validation import check_events, check_items
+from freshrec.validation import check_events, check_items, foreign_record_problem
 
 log = logging.getLogger(__name__)
+
+#: The consumer group ``freshrec ingest`` commits the applied offset under.
+INGEST_GROUP = "freshrec-ingest"
 
 
 class Engine:
@@ -74,9 +76,13 @@ class Engine:
         self.content = stores.content
         self.state = state
         # the ranker reads popularity at more half-lives than the one trending lists rank by
-        self.trending = Trending(settings.state.trending_half_life_hours * 3600.0, POPULARITY_HALF_LIVES)
-        self.preferences = PreferenceStore(
-            settings.storage.data_dir / "preferences.db", synchronous=settings.storage.sqlite_synchronous
+        self.trending = open_trending(
+            settings.storage.state_url, settings.state.trending_half_life_hours * 3600.0, POPULARITY_HALF_LIVES
+        )
+        self.preferences = open_preferences(
+            settings.storage.state_url,
+            settings.storage.data_dir / "preferences.db",
+            synchronous=settings.storage.sqlite_synchronous,
         )
         self.recommender = Recommender(
             state,
@@ -90,6 +96,8 @@ class Engine:
         )
         # Appending and applying happen under one lock so state always follows the log's offset order.
         self._ingest_lock = threading.Lock()
+        #: Logged events state could not fold (malformed records another producer wrote to the log).
+        self.skipped_events = 0
 
     # ---- events ----------------------------------------------------------------------------------
 
@@ -149,14 +157,46 @@ class Engine:
                 page = self.event_log.read(self.state.applied_offset, 50_000)
                 if not page:
                     break
-                self._apply(page)
-                applied += len(page)
+                good = [r for r in page if self._foldable(r)]
+                if good:
+                    self._apply(good)
+                if not good or good[-1].offset != page[-1].offset:
+                    self.state.skip_to(page[-1].offset)  # the page ended on skipped events: step past them
+                applied += len(good)
                 bar.update(len(page))
         return applied
 
+    def follow(self, stop: threading.Event, poll_s: float = 0.05) -> None:
+        """Fold the events other producers write to the log into live state until ``stop`` is set, committing
+        the applied offset under :data:`INGEST_GROUP` (``freshrec ingest``: the stream processor's role).
+        Idempotent: an event some worker applied already is not folded again."""
+        committed: int | None = None
+        while not stop.is_set():
+            try:
+                folded = self.catch_up()
+                applied = self.state.applied_offset
+                if applied != committed:
+                    self.event_log.commit(INGEST_GROUP, applied)
+                    committed = applied
+            except Unavailable as exc:  # the broker or Redis is away: wait for it, then go on
+                log.warning("waiting for the stores: %s", exc)
+                stop.wait(1.0)
+                continue
+            if not folded:
+                stop.wait(poll_s)
+
+    def _foldable(self, rec: EventRecord) -> bool:
+        problem = foreign_record_problem(rec, self.settings.events, self.types)
+        if problem is not None:
+            self.skipped_events += 1
+            log.warning("skipping logged event at offset %d: %s", rec.offset, problem)
+        return problem is None
+
     def _apply(self, records: Sequence[EventRecord]) -> None:
         idx = self.catalog.internal_ids([r.item_id for r in records], create=True)
-        self.state.apply(records, idx)
+        done = self.state.apply(records, idx)
+        if len(done) < len(records):  # another worker applied the rest, and counted them as trending
+            records, idx = [records[j] for j in done], [idx[j] for j in done]
         self.trending.add_events(records, idx, self.types.negative)
 
     def delete_user(self, user_id: str) -> int:
@@ -182,6 +222,7 @@ class Engine:
         return list(dict.fromkeys(categories))
 
     def user_state(self, user_id: str) -> UserStateOut:
+        self.catalog.refresh()
         snap = self.state.get(user_id)
         prefs = self.preferences.get(user_id)
         if snap is None and prefs is None:
@@ -225,6 +266,7 @@ class Engine:
         return n
 
     def get_item(self, item_id: str) -> ItemOut:
+        self.catalog.refresh()
         found = self.catalog.get([item_id])[0]
         if found is None:
             raise NotFound(f"unknown item {item_id!r}")
@@ -294,14 +336,17 @@ class Engine:
         )
 
     def recommend(self, user_id: str, k: int | None = None, exclude_seen: bool | None = None) -> RecommendationList:
+        self.catalog.refresh()  # items another worker (or `freshrec import`) added since the last request
         return self.recommender.recommend(user_id, k, exclude_seen)
 
     async def recommend_async(
         self, user_id: str, k: int | None = None, exclude_seen: bool | None = None
     ) -> RecommendationList:
+        self.catalog.refresh()
         return await self.recommender.recommend_async(user_id, k, exclude_seen)
 
     def similar(self, item_id: str, k: int | None = None) -> SimilarItems:
+        self.catalog.refresh()
         return self.recommender.similar(item_id, k)
 
     def health(self) -> Health:
@@ -314,6 +359,12 @@ class Engine:
             items=len(self.catalog),
             torch_threads=torch.get_num_threads(),
         )
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         self.recommender.close()

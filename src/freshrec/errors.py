@@ -29,3 +29,10 @@ class ModelUnavailable(FreshrecError):
     """No model version is loaded (train one first)."""
 
     status = 503
+
+
+class Unavailable(FreshrecError):
+    """A backing service (the Kafka broker, Redis) did not answer in time; nothing was acknowledged, so the
+    client may retry (with ``event_id`` set, a retried event is stored once)."""
+
+    status = 503

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
+
+#: Seconds a Redis call keeps retrying while Redis restarts (it refuses connections, then loads its data).
+REDIS_RETRY_S = 30.0
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -41,3 +45,25 @@ def connect_sqlite(path: Path | str, synchronous: str = "FULL") -> sqlite3.Conne
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
     return conn
+
+
+def connect_redis(url: str) -> Any:
+    """The one way every store opens Redis: calls retry with backoff for :data:`REDIS_RETRY_S` while Redis is
+    unreachable or still loading its data after a restart, so a restart is a pause, not an error. A
+    transaction that was watching keys is not retried blindly: redis-py raises ``WatchError`` and the caller
+    re-reads (see :class:`freshrec.state.redis.RedisStateStore`)."""
+    import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import BusyLoadingError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+    from redis.retry import Retry
+
+    # backoff 10 ms doubling to 0.5 s: about REDIS_RETRY_S in all
+    retries = int(REDIS_RETRY_S / 0.5) + 6
+    return redis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialBackoff(cap=0.5, base=0.01), retries),
+        retry_on_error=[BusyLoadingError, RedisConnectionError, RedisTimeoutError],
+        health_check_interval=30,
+    )

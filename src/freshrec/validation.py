@@ -4,11 +4,12 @@ is stored. Structural checks (types, required fields) are in :mod:`freshrec.sche
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 
 from freshrec.config import EventSettings
 from freshrec.errors import InvalidInput, PayloadTooLarge
-from freshrec.schema import EventIn, ItemIn
+from freshrec.schema import EventIn, EventRecord, ItemIn
 from freshrec.sequence import EventTypes
 
 MAX_CONTEXT_BYTES = 4096
@@ -56,3 +57,23 @@ def check_items(items: Sequence[ItemIn], settings: EventSettings) -> None:
         if it.item_id in seen:
             raise InvalidInput(f"items[{i}].item_id: {it.item_id!r} appears twice in one batch")
         seen.add(it.item_id)
+
+
+def foreign_record_problem(rec: EventRecord, settings: EventSettings, types: EventTypes) -> str | None:
+    """Why a logged event cannot be folded into state (``None``: it can). Events another producer wrote
+    straight to a shared log (a Kafka topic) never passed :func:`check_events`; readers skip the bad ones
+    instead of failing on them.
+
+    >>> from freshrec.config import EventSettings
+    >>> foreign_record_problem(EventRecord(1, "u", "i", "teleport", 0.0), EventSettings(), EventTypes(["view"]))
+    "unknown event type 'teleport'"
+    """
+    if rec.type not in types:
+        return f"unknown event type {rec.type!r}"
+    for name in ("user_id", "item_id"):
+        value = getattr(rec, name)
+        if not value or len(value) > settings.max_id_length or value != value.strip():
+            return f"bad {name} {value!r}"
+    if not math.isfinite(rec.ts) or (rec.value is not None and not math.isfinite(rec.value)):
+        return "a timestamp or value that is not a finite number"
+    return None

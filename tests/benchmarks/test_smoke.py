@@ -26,6 +26,7 @@ SCRIPTS = [
     ("offline_quality.py", ["--dataset", "tiny-shop", "--set", "train.epochs=2", "--set", "model.dim=16"]),
     ("cold_start.py", ["--quick"]),
     ("startup.py", ["--quick"]),
+    ("scale_out.py", ["--quick"]),
 ]
 
 

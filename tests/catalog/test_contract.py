@@ -245,13 +245,6 @@ def test_two_instances_on_one_store_agree_on_indices(opener: Opener) -> None:
     assert third.external_ids() == ["a", "b", "c", "d", "x"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="SQLiteCatalog's in-memory mirror only catches up with rows other instances added when it writes: "
-    "internal_id(create=False), get(), len() and external_ids() miss an item another process created "
-    "(get_by_idx, which queries SQLite, sees it)",
-)
 def test_an_item_another_instance_created_is_found_without_creating(opener: Opener) -> None:
     one, two = opener(), opener()
     one.upsert([ItemIn(item_id="a", title="A")])
@@ -260,6 +253,18 @@ def test_an_item_another_instance_created_is_found_without_creating(opener: Open
     [item] = two.get(["a"])
     assert item is not None and item.title == "A"
     assert len(two) == 1
+
+
+def test_refresh_picks_up_what_another_instance_added_or_changed(opener: Opener) -> None:
+    one, two = opener(), opener()
+    one.upsert([ItemIn(item_id="a", title="A", categories=["x"])])
+    assert two.refresh() and two.external_ids() == ["a"]
+    assert not two.refresh()  # nothing changed since
+    one.upsert([ItemIn(item_id="a", title="A2", categories=["y"], available=False), ItemIn(item_id="b")])
+    version = two.version
+    assert two.refresh()
+    assert (two.title(1), two.categories(1), len(two)) == ("A2", ["y"], 2)
+    assert not two.available_mask()[1] and two.version > version
 
 
 def test_unknown_scheme_is_rejected() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -13,13 +14,19 @@ from freshrec.schema import EventRecord
 Opener = Callable[[], EventLog]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "kafka", "kafka+redis"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     opened: list[EventLog] = []
-    url = {"sqlite": f"sqlite:///{tmp_path}/events.db"}[request.param]
+    shared = None
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path}/events.db"
+    else:
+        url = request.getfixturevalue("kafka_broker").url(f"events-{uuid.uuid4().hex[:12]}")
+        if request.param == "kafka+redis":
+            shared = request.getfixturevalue("empty_redis")
 
     def open_() -> EventLog:
-        log = open_event_log(url)
+        log = open_event_log(url, shared_url=shared)
         opened.append(log)
         return log
 
@@ -96,6 +103,37 @@ def test_iter_events_pages_through_everything(opener: Opener) -> None:
     assert [e.item_id for e in iter_events(log, page=7)] == [str(i) for i in range(25)]
 
 
+def test_consumer_groups_commit_offsets(opener: Opener) -> None:
+    log = opener()
+    log.append([ev(item=str(i)) for i in range(5)])
+    assert log.committed("trainer") is None
+    log.commit("trainer", 3)
+    log.commit("ingest", 5)
+    log.close()
+    reopened = opener()
+    assert (reopened.committed("trainer"), reopened.committed("ingest")) == (3, 5)
+    assert [e.item_id for e in reopened.read(reopened.committed("trainer"))] == ["3", "4"]
+
+
+def test_an_erased_user_who_comes_back_starts_afresh(opener: Opener) -> None:
+    log = opener()
+    log.append([ev("u1", "a"), ev("u2", "b")])
+    assert log.delete_user("u1") == 1
+    log.append([ev("u1", "c")])
+    assert [e.item_id for e in log.user_events("u1")] == ["c"]
+    assert [e.item_id for e in log.read(0)] == ["b", "c"]
+    assert log.count() == 2
+    assert opener().delete_user("nobody") == 0
+
+
+def test_reads_skip_a_window_of_erased_events(opener: Opener) -> None:
+    log = opener()
+    log.append([ev("gone", str(i)) for i in range(10)] + [ev("kept", "x")])
+    log.delete_user("gone")
+    assert [e.item_id for e in log.read(0, limit=3)] == ["x"]
+    assert [e.item_id for e in iter_events(log, page=4)] == ["x"]
+
+
 def test_failed_batch_stores_nothing(opener: Opener) -> None:
     log = opener()
     log.append([ev(item="kept")])
@@ -106,4 +144,6 @@ def test_failed_batch_stores_nothing(opener: Opener) -> None:
 
 def test_unknown_scheme_is_rejected() -> None:
     with pytest.raises(ValueError, match="scheme"):
-        open_event_log("kafka://broker/events")
+        open_event_log("pulsar://broker/events")
+    with pytest.raises(ValueError, match="TOPIC"):
+        open_event_log("kafka://broker:9092")

@@ -7,6 +7,8 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 import torch
 
 from freshrec.engine import Engine, build_engine
+from freshrec.events.base import iter_pages, open_event_log
 from freshrec.metrics import summarize
 from freshrec.model.gate import Anchor, GateLog, holdout_ranks
 from freshrec.model.losses import FullSoftmaxCE
@@ -24,7 +27,7 @@ from freshrec.online.checkpoint import CheckpointStore
 from freshrec.online.growth import initial_rows
 from freshrec.online.learner import grow
 from freshrec.online.publisher import RESYNC_AFTER
-from freshrec.online.trainer import OnlineTrainer
+from freshrec.online.trainer import TRAINER_GROUP, OnlineTrainer
 from freshrec.schema import EventIn, ItemIn
 from tests.conftest import TrainedStore, make_settings, wait_for
 
@@ -283,10 +286,26 @@ def test_external_rollback_restarts_the_trainer_from_that_version(trained: Train
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_at", ["startup", "after-two-batches"])
-def test_sigkill_mid_batch_never_skips_events(trained: TrainedStore, tmp_path: Path, kill_at: str) -> None:
+@pytest.mark.parametrize(
+    ("kill_at", "log_kind"), [("startup", "sqlite"), ("after-two-batches", "sqlite"), ("after-two-batches", "kafka")]
+)
+def test_sigkill_mid_batch_never_skips_events(
+    trained: TrainedStore, tmp_path: Path, kill_at: str, log_kind: str, request: pytest.FixtureRequest
+) -> None:
     data_dir = trained.copy_to(tmp_path / "data")
-    engine = build_engine(make_settings(data_dir))
+    log_env: dict[str, str] = {}
+    if log_kind == "kafka":  # the same events, in a topic: the trainer is a consumer of it
+        url = request.getfixturevalue("kafka_broker").url(f"trainer-{uuid.uuid4().hex[:8]}")
+        log_env["FRESHREC_STORAGE__EVENT_LOG_URL"] = url
+        with closing(open_event_log(f"sqlite:///{data_dir / 'events.db'}")) as sqlite_log:
+            pages = list(iter_pages(sqlite_log))
+        with closing(open_event_log(url)) as kafka_log:
+            for page in pages:
+                kafka_log.append(page)
+            assert kafka_log.last_offset() == pages[-1][-1].offset
+    engine = build_engine(
+        make_settings(data_dir, storage={"event_log_url": log_env.get("FRESHREC_STORAGE__EVENT_LOG_URL")})
+    )
     try:
         start = engine.event_log.last_offset() + 1
         rng = np.random.default_rng(0)
@@ -312,6 +331,7 @@ def test_sigkill_mid_batch_never_skips_events(trained: TrainedStore, tmp_path: P
         "FRESHREC_ONLINE__PUBLISH_INTERVAL_S": "0",
         "FRESHREC_ONLINE__GATE_TOLERANCE": "0.5",
         "FRESHREC_MODEL__DIM": "32",
+        **log_env,
     }
     checkpoints = CheckpointStore(data_dir / "models" / "trainer")
     cmd = [sys.executable, "-m", "freshrec.cli", "--data-dir", str(data_dir), "trainer", "--once"]
@@ -335,6 +355,9 @@ def test_sigkill_mid_batch_never_skips_events(trained: TrainedStore, tmp_path: P
     assert state.committed_offset == last
     covered = sorted({o for lo, hi in state.trained_ranges for o in range(lo, hi + 1)})
     assert covered == list(range(start, last + 1))  # retrained maybe, skipped never
+    url = log_env.get("FRESHREC_STORAGE__EVENT_LOG_URL", f"sqlite:///{data_dir / 'events.db'}")
+    with closing(open_event_log(url)) as log:
+        assert log.committed(TRAINER_GROUP) == last  # what the log's own tools see as the trainer's position
 
 
 def test_weights_trained_before_a_lull_are_published_when_idle(trained: TrainedStore, tmp_path: Path) -> None:

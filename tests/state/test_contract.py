@@ -246,3 +246,12 @@ def test_recent_users_of_an_item_are_newest_first_and_forget_deleted_users(store
     assert store.recent_users([1], limit=2) == [["c", "b"]]
     store.delete("b")
     assert store.recent_users([1], limit=10) == [["c", "a"]]
+
+
+def test_skip_to_moves_the_applied_offset_forward_only(opener: Opener) -> None:
+    store = opener()
+    store.apply([EventRecord(3, "u", "a", "view", 1.0)], [1])
+    store.skip_to(7)
+    store.skip_to(5)
+    assert store.applied_offset == 7
+    assert store.get("u").items.tolist() == [1]

@@ -28,7 +28,7 @@ class CoOccurrence:
     >>> from freshrec.state.memory import MemoryStateStore
     >>> state = MemoryStateStore(EventTypes(["view"]))
     >>> events = [("a", 1), ("a", 2), ("b", 1), ("b", 2), ("b", 3), ("c", 1)]   # (user, item)
-    >>> state.apply([EventRecord(n + 1, u, str(i), "view", float(n)) for n, (u, i) in enumerate(events)],
+    >>> _ = state.apply([EventRecord(n + 1, u, str(i), "view", float(n)) for n, (u, i) in enumerate(events)],
     ...             [i for _, i in events])
     >>> c = state.get("c")
     >>> [p.items.tolist() for p in CoOccurrence(state).propose([c], 5, [c.seen])]   # 2 followed 1 twice

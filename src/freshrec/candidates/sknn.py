@@ -48,7 +48,7 @@ class SessionKNN:
     >>> from freshrec.state.memory import MemoryStateStore
     >>> state = MemoryStateStore(EventTypes(["view"]))
     >>> rows = [("a", 1), ("a", 2), ("a", 3), ("b", 1), ("b", 4), ("c", 1)]   # (user, item), in time order
-    >>> state.apply([EventRecord(n + 1, u, str(i), "view", float(n)) for n, (u, i) in enumerate(rows)],
+    >>> _ = state.apply([EventRecord(n + 1, u, str(i), "view", float(n)) for n, (u, i) in enumerate(rows)],
     ...             [i for _, i in rows])
     >>> c = state.get("c")
     >>> proposal, = SessionKNN(state).propose([c], 5, [c.seen])

@@ -69,6 +69,10 @@ class Catalog(Protocol):
         """Titles; position ``i`` holds the title of index ``i + 1``."""
         ...
 
+    def refresh(self) -> bool:
+        """Pick up items other processes added or changed since the last call; True when anything did."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -62,6 +62,8 @@ class SQLiteCatalog:
         self._available = np.zeros(1, dtype=bool)
         #: Bumped on every change, so callers can cache derived arrays (e.g. the availability mask).
         self.version = 0
+        self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        self._synced_at = time.time()
         self._load_after(0)
 
     # ---- in-memory mirror ------------------------------------------------------------------------
@@ -118,6 +120,9 @@ class SQLiteCatalog:
 
     def internal_ids(self, item_ids: Sequence[str], create: bool = True) -> list[int]:
         index = self._index
+        if not create and any(i not in index for i in item_ids):
+            self.refresh()  # another process may have added it
+            index = self._index
         if create and any(i not in index for i in item_ids):
             with self._lock:
                 cur = self._conn.cursor()
@@ -173,6 +178,29 @@ class SQLiteCatalog:
                     self._available[idx] = it.available
             self.version += 1
             return [self._index[it.item_id] for it in items], len(self._ids) - before
+
+    def refresh(self) -> bool:
+        # PRAGMA data_version changes only when another connection (another process) committed: the check
+        # costs microseconds, so every request can afford it.
+        with self._lock:
+            data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+            if data_version == self._data_version:
+                return False
+            self._data_version = data_version
+            since, self._synced_at = self._synced_at, time.time()
+            known = len(self._ids)
+            self._load_after(known)
+            changed = self._conn.execute(
+                # a second's margin: a writer stamps updated_at just before its commit becomes visible
+                "SELECT idx, title, categories, available FROM items WHERE updated_at >= ? AND idx <= ?",
+                (since - 1.0, known),
+            ).fetchall()
+            for idx, title, categories, available in changed:
+                self._titles[idx - 1] = title
+                self._categories[idx - 1] = json.loads(categories)
+                self._available[idx] = bool(available)
+            self.version += 1
+            return True
 
     def _reload(self) -> None:
         version = self.version

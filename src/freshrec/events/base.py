@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from freshrec.schema import AppendResult, EventRecord
-from freshrec.storage_url import split_url, sqlite_path
+from freshrec.storage_url import connect_redis, split_url, sqlite_path
 
 
 @runtime_checkable
@@ -47,6 +47,14 @@ class EventLog(Protocol):
         """Events stored."""
         ...
 
+    def commit(self, group: str, offset: int) -> None:
+        """Record that the consumer group ``group`` has processed every event up to ``offset``."""
+        ...
+
+    def committed(self, group: str) -> int | None:
+        """The offset ``group`` last committed (``None``: never)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -71,8 +79,10 @@ def iter_events(log: EventLog, after_offset: int = 0, page: int = 50_000) -> Ite
         yield from batch
 
 
-def open_event_log(url: str, *, synchronous: str = "FULL") -> EventLog:
-    """Open the event log a URL names. Schemes: ``sqlite:///<path>``.
+def open_event_log(url: str, *, synchronous: str = "FULL", shared_url: str | None = None) -> EventLog:
+    """Open the event log a URL names. Schemes: ``sqlite:///<path>`` (embedded) and
+    ``kafka://HOST:PORT/TOPIC``. ``shared_url``: the deployment's Redis (``redis://…``), where a Kafka log keeps
+    the event-id index every worker shares; without it the index lives in this process.
 
     Example
     -------
@@ -87,4 +97,14 @@ def open_event_log(url: str, *, synchronous: str = "FULL") -> EventLog:
         from freshrec.events.sqlite import SQLiteEventLog
 
         return SQLiteEventLog(sqlite_path(url), synchronous=synchronous)
-    raise ValueError(f"unknown event log URL scheme {scheme!r} in {url!r}; supported: sqlite")
+    if scheme == "kafka":
+        from freshrec.events.kafka import KafkaEventLog, parse_kafka_url
+
+        servers, topic = parse_kafka_url(url)
+        event_ids = None
+        if shared_url is not None and split_url(shared_url)[0] == "redis":
+            from freshrec.events.dedup import RedisEventIds
+
+            event_ids = RedisEventIds(connect_redis(shared_url), prefix=f"freshrec:{topic}:")
+        return KafkaEventLog(servers, topic, event_ids)
+    raise ValueError(f"unknown event log URL scheme {scheme!r} in {url!r}; supported: sqlite, kafka")

@@ -32,6 +32,7 @@ CREATE TABLE IF NOT EXISTS events (
     received_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events(user_id, seq);
+CREATE TABLE IF NOT EXISTS consumer_offsets (group_id TEXT PRIMARY KEY, committed INTEGER NOT NULL);
 """
 _COLUMNS = "seq, user_id, item_id, type, ts, value, event_id, context"
 _SQLITE_MAX_VARS = 500
@@ -150,6 +151,19 @@ class SQLiteEventLog:
     def count(self) -> int:
         with self._read_lock:
             return int(self._read.execute("SELECT count(*) FROM events").fetchone()[0])
+
+    def commit(self, group: str, offset: int) -> None:
+        with self._write_lock:
+            self._write.execute(
+                "INSERT INTO consumer_offsets (group_id, committed) VALUES (?, ?) "
+                "ON CONFLICT(group_id) DO UPDATE SET committed = excluded.committed",
+                (group, offset),
+            )
+
+    def committed(self, group: str) -> int | None:
+        with self._read_lock:
+            row = self._read.execute("SELECT committed FROM consumer_offsets WHERE group_id = ?", (group,)).fetchone()
+        return int(row[0]) if row else None
 
     def close(self) -> None:
         with self._write_lock, self._read_lock:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,8 +85,10 @@ class ModelRegistry:
     ('v00001', 'v00001', ['a', 'b'])
     """
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, on_current: Callable[[str], None] | None = None) -> None:
+        """``on_current`` is called with each version made current (the deployment announces it)."""
         self.root = Path(root)
+        self.on_current = on_current
         self.versions_dir = self.root / "versions"
         self.versions_dir.mkdir(parents=True, exist_ok=True)
 
@@ -110,6 +113,8 @@ class ModelRegistry:
         tmp.write_text(version + "\n")
         os.replace(tmp, self.root / _CURRENT)
         _fsync_dir(self.root)
+        if self.on_current is not None:
+            self.on_current(version)
 
     def pinned(self) -> str | None:
         """The version pinned as current, or ``None``. While pinned, automatic publishing (the online

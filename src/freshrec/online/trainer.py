@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from freshrec.config import OnlineSettings
+from freshrec.errors import FreshrecError
 from freshrec.events.base import iter_pages
 from freshrec.model.data import EvalSet
 from freshrec.model.gate import GateDecision
@@ -57,6 +58,8 @@ log = logging.getLogger(__name__)
 
 #: While more than a micro-batch of events is waiting, a micro-batch takes up to this many times as many.
 CATCH_UP_FACTOR = 2
+#: The consumer group the trainer commits its offset under (what `kafka-consumer-groups` shows as its lag).
+TRAINER_GROUP = "freshrec-trainer"
 #: Seconds the trainer waits when the log has nothing new.
 POLL_INTERVAL_S = 0.5
 
@@ -183,6 +186,14 @@ class OnlineTrainer:
 
     # ---- one micro-batch -------------------------------------------------------------------------
 
+    def _commit(self, offset: int) -> None:
+        """Tell the event log (Kafka: the consumer group) how far the checkpoint reaches. The checkpoint stays
+        the trainer's own record of where to resume; the committed offset is what the log's tools see."""
+        try:
+            self.stores.event_log.commit(TRAINER_GROUP, offset)
+        except FreshrecError as exc:  # the broker is down: the next checkpoint commits again
+            log.warning("could not commit offset %d for %s: %s", offset, TRAINER_GROUP, exc)
+
     def due(self, pending: int) -> bool:
         """Whether enough has accumulated to train now (events, or time since the last batch)."""
         if pending >= self.settings.micro_batch_events:
@@ -250,6 +261,7 @@ class OnlineTrainer:
         self.state.add_range(*offsets)
         self.state.batches += 1
         self.checkpoints.save(self.model, self.item_ids, self.state)
+        self._commit(offsets[1])
         self._last_batch = offsets
         self._last_batch_at = time.monotonic()
         return BatchReport(

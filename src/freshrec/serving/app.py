@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -25,6 +26,10 @@ from freshrec.serving.routes import events, health, items, models, users
 log = logging.getLogger(__name__)
 
 
+#: The environment variable that hands a `freshrec serve --workers N` worker its settings (JSON).
+WORKER_SETTINGS_ENV = "FRESHREC_WORKER_SETTINGS"
+
+
 class EventBatch(BaseModel):
     events: list[EventIn]
 
@@ -34,8 +39,23 @@ class ItemBatch(BaseModel):
 
 
 def _follow_registry(app: FastAPI, stop: threading.Event, interval: float) -> None:
-    """Swap in each new current version (published by the online trainer, a retrain or a rollback)."""
-    while not stop.wait(interval):
+    """Swap in each new current version (published by the online trainer, a retrain or a rollback): at once
+    when the deployment announces it (Redis), else at the next poll of the registry."""
+    channel = app.state.engine.stores.model_channel
+    next_poll = time.monotonic() + interval
+    while not stop.is_set():
+        # short waits, so shutting down never waits on a long poll interval
+        wait = max(0.0, min(1.0, next_poll - time.monotonic()))
+        if channel is not None:
+            announced = channel.wait(wait) is not None
+        else:
+            stop.wait(wait)
+            announced = False
+        if stop.is_set():
+            return
+        if not announced and time.monotonic() < next_poll:
+            continue
+        next_poll = time.monotonic() + interval
         try:
             if app.state.engine.refresh_model():
                 app.state.metrics.model_swaps.inc()
@@ -94,6 +114,19 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     async def freshrec_error(request: Request, exc: FreshrecError) -> JSONResponse:
         return JSONResponse(status_code=exc.status, content={"detail": str(exc)})
 
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:  # the embedded deployment needs no Redis client
+        pass
+    else:
+
+        @app.exception_handler(RedisConnectionError)
+        @app.exception_handler(RedisTimeoutError)
+        async def state_unavailable(request: Request, exc: Exception) -> JSONResponse:
+            # an event appended before Redis went away is in the log and is folded in on the next request
+            return JSONResponse(status_code=503, content={"detail": f"the live state store is unavailable: {exc}"})
+
     app.add_middleware(_TimingMiddleware, metrics=app.state.metrics)
 
     def openapi() -> dict:
@@ -111,6 +144,17 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """The app of one ``freshrec serve --workers N`` worker: uvicorn imports this factory in each worker
+    process, which reads the settings the parent resolved from :data:`WORKER_SETTINGS_ENV`."""
+    settings = Settings.model_validate_json(os.environ[WORKER_SETTINGS_ENV])
+    if settings.serving.torch_threads:
+        import torch
+
+        torch.set_num_threads(settings.serving.torch_threads)
+    return create_app(settings)
 
 
 class _TimingMiddleware:

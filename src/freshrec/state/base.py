@@ -11,7 +11,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from freshrec.schema import EventRecord, UserSnapshot
-from freshrec.storage_url import split_url
+from freshrec.storage_url import connect_redis, split_url
 
 
 @runtime_checkable
@@ -25,8 +25,14 @@ class StateStore(Protocol):
         """The user's state, or ``None`` for a user with no events."""
         ...
 
-    def apply(self, events: Sequence[EventRecord], item_idx: Sequence[int]) -> None:
-        """Fold events into user state; ``item_idx[i]`` is the catalogue index of ``events[i]``."""
+    def apply(self, events: Sequence[EventRecord], item_idx: Sequence[int]) -> list[int]:
+        """Fold events into user state; ``item_idx[i]`` is the catalogue index of ``events[i]``. Returns the
+        positions of the events this call applied: all of them, except in a store shared by several workers,
+        where events at or below the applied offset were applied by another worker already."""
+        ...
+
+    def skip_to(self, offset: int) -> None:
+        """Count every event up to ``offset`` as applied without folding it (events no state can fold)."""
         ...
 
     def get_many(self, user_ids: Sequence[str]) -> list[UserSnapshot | None]:
@@ -71,10 +77,8 @@ def open_state_store(url: str, *, types, max_len: int, collapse_repeats: bool, i
 
         return MemoryStateStore(types, max_len=max_len, collapse_repeats=collapse_repeats, item_graph=item_graph)
     if scheme == "redis":
-        import redis
-
         from freshrec.state.redis import RedisStateStore
 
-        client = redis.Redis.from_url(url)
+        client = connect_redis(url)
         return RedisStateStore(client, types, max_len=max_len, collapse_repeats=collapse_repeats, item_graph=item_graph)
     raise ValueError(f"unknown state store URL scheme {scheme!r} in {url!r}; supported: memory, redis")

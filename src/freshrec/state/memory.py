@@ -21,6 +21,7 @@ class MemoryStateStore:
     >>> from freshrec.schema import EventRecord
     >>> store = MemoryStateStore(EventTypes(["view", "skip"], negative=["skip"]), max_len=10)
     >>> store.apply([EventRecord(1, "u", "a", "view", 1.0), EventRecord(2, "u", "b", "skip", 2.0)], [1, 2])
+    [0, 1]
     >>> snap = store.get("u")
     >>> snap.items.tolist(), snap.seen.tolist(), store.applied_offset
     ([1], [1, 2], 2)
@@ -43,7 +44,7 @@ class MemoryStateStore:
             seq = self._sequences.get(user_id)
             return seq.snapshot(user_id) if seq is not None else None
 
-    def apply(self, events: Sequence[EventRecord], item_idx: Sequence[int]) -> None:
+    def apply(self, events: Sequence[EventRecord], item_idx: Sequence[int]) -> list[int]:
         graph = self._graph
         previous: dict[int, list[int]] = {}
 
@@ -57,6 +58,11 @@ class MemoryStateStore:
                     graph.add(events[j].user_id, int(item_idx[j]), previous[j])
             if events:
                 self.applied_offset = max(self.applied_offset, max(e.offset for e in events))
+        return list(range(len(events)))
+
+    def skip_to(self, offset: int) -> None:
+        with self._lock:
+            self.applied_offset = max(self.applied_offset, offset)
 
     def get_many(self, user_ids: Sequence[str]) -> list[UserSnapshot | None]:
         return [self.get(u) for u in user_ids]

@@ -1,8 +1,8 @@
 """Onboarding preferences: the categories a new user picked, kept durably until they are forgotten.
 
 A user with no usable history gets trending items from their chosen categories instead of the global
-trending list; after their first event the transformer takes over. SQLite (WAL, synchronous FULL) like
-the event log, mirrored in memory for the hot path.
+trending list; after their first event the transformer takes over. Embedded: SQLite (WAL, synchronous FULL)
+like the event log, mirrored in memory for the hot path. Scaled out: a Redis hash every worker reads.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from freshrec.storage_url import connect_sqlite
 
@@ -60,3 +61,27 @@ class PreferenceStore:
 
     def close(self) -> None:
         self._conn.close()
+
+
+class RedisPreferenceStore:
+    """The same methods as :class:`PreferenceStore`, in the Redis hash ``<prefix>prefs`` (user -> JSON list).
+
+    >>> store = RedisPreferenceStore(redis.Redis(port=6379))   # doctest: +SKIP
+    """
+
+    def __init__(self, client: Any, prefix: str = "freshrec:") -> None:
+        self.client = client
+        self.key = prefix + "prefs"
+
+    def set(self, user_id: str, categories: Sequence[str]) -> None:
+        self.client.hset(self.key, user_id, json.dumps(list(dict.fromkeys(categories))))
+
+    def get(self, user_id: str) -> list[str] | None:
+        raw = self.client.hget(self.key, user_id)
+        return None if raw is None else json.loads(raw)
+
+    def delete(self, user_id: str) -> bool:
+        return bool(self.client.hdel(self.key, user_id))
+
+    def close(self) -> None:
+        pass

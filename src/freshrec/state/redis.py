@@ -109,9 +109,9 @@ class RedisStateStore:
             np.frombuffer(raw, dtype=np.int32).astype(np.int64) if raw is not None else None for raw in pipe.execute()
         ]
 
-    def apply(self, events: Sequence[EventRecord], item_idx: Sequence[int]) -> None:
+    def apply(self, events: Sequence[EventRecord], item_idx: Sequence[int]) -> list[int]:
         if not len(events):
-            return
+            return []
         users = list(dict.fromkeys(e.user_id for e in events))
         keys = [self._key("seq", u) for u in users]
         from redis.exceptions import WatchError
@@ -123,14 +123,22 @@ class RedisStateStore:
                     applied = int(pipe.get(self.prefix + "applied") or 0)
                     todo = [j for j, e in enumerate(events) if e.offset > applied]
                     if not todo:
-                        return  # another worker applied them
+                        return []  # another worker applied them
                     batch = [events[j] for j in todo]
                     idx = [item_idx[j] for j in todo]
                     self._fold_and_write(pipe, batch, idx, list(dict.fromkeys(e.user_id for e in batch)))
-                    return
+                    return todo
                 except WatchError:
                     continue
         raise RuntimeError(f"state for {len(users)} users kept changing under {RETRIES} attempts to apply")
+
+    def skip_to(self, offset: int) -> None:
+        # Lua: the applied offset only ever grows, however writers interleave
+        script = (
+            "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
+            "redis.call('SET', KEYS[1], ARGV[1]) end"
+        )
+        self.client.eval(script, 1, self.prefix + "applied", offset)
 
     def _fold_and_write(
         self, pipe: Any, events: Sequence[EventRecord], item_idx: Sequence[int], users: list[str]

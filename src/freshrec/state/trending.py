@@ -15,7 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-_REBASE_EXPONENT = 40.0
+#: Exponent past which the reference time moves forward (2**40 is far from overflowing a float).
+REBASE_EXPONENT = 40.0
 
 
 class Trending:
@@ -53,7 +54,7 @@ class Trending:
             newest = float(t.max())
             if self._ref is None:
                 self._ref = newest
-            if (newest - self._ref) / self.half_lives.min() > _REBASE_EXPONENT:
+            if (newest - self._ref) / self.half_lives.min() > REBASE_EXPONENT:
                 self._scores *= np.exp2((self._ref - newest) / self.half_lives)[:, None]
                 self._ref = newest
             self.clock = max(self.clock, newest)

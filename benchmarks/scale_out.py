@@ -1,0 +1,164 @@
+"""Scaled out on Kafka and Redis: durable ingestion, freshness across workers, one worker against two.
+
+    python benchmarks/scale_out.py              # 100,000 items, 10,000 users x 50 events
+    python benchmarks/scale_out.py --quick
+
+A Kafka-protocol broker (tansu, in-memory storage) and a redis-server (AOF on, fsync every second) are started
+on free loopback ports; the store is built on them (the event log a one-partition topic, live state, trending
+and event-id de-duplication in Redis) with an untrained default model (latency does not depend on the
+weights), and `freshrec serve` processes (online trainer off) run against it:
+
+1. **Ingestion**: closed-loop clients post batches of 1,000 events to one worker; an event is acknowledged
+   once the broker acknowledged it and it is folded into Redis. Single-event POSTs open loop at ``--rate``.
+2. **Freshness across workers**: each probe posts a view of a user's top item to worker A, then asks worker
+   B for the user's list until the item is gone; timed from the POST's send to B's reflecting answer.
+3. **One worker against two** on one port (`freshrec serve --workers 2`): recommendation requests open loop
+   at rising rates; reported per rate, with the highest whose p99 stays within 50 ms.
+
+The load driver runs on the same cores as the servers, the broker and Redis (the report says how many).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from ingest import closed_loop
+from loadgen import open_loop
+from machine import ROOT, write_json
+from stores import Server, build_store
+
+sys.path.insert(0, str(ROOT))
+from tests.servers import KafkaBroker, RedisServer
+
+P99_BUDGET_MS = 50.0
+
+
+def ingestion(server: Server, args: argparse.Namespace) -> dict:
+    batched = asyncio.run(closed_loop(server.url, 1000, args.clients, args.duration, server.log))
+    single = open_loop(
+        server.url,
+        lambda c, i: c.post(
+            "/v1/events", json={"user_id": f"single-{i % 997}", "item_id": f"item-{i % 5000:07d}", "type": "view"}
+        ),
+        args.rate,
+        args.duration,
+    )
+    return {"batched": batched, "single_post": single.__dict__}
+
+
+def freshness(a: Server, b: Server, args: argparse.Namespace) -> dict:
+    lags, polls = [], []
+    with httpx.Client(timeout=30) as client:
+        for p in range(args.probes):
+            user = f"user-{(p * 7919) % args.users:07d}"
+            top = client.get(f"{b.url}/v1/users/{user}/recommendations", params={"k": 10}).json()["items"][0]["item_id"]
+            sent = time.perf_counter()
+            client.post(f"{a.url}/v1/events", json={"user_id": user, "item_id": top, "type": "view"}).raise_for_status()
+            for attempt in range(1, 1000):
+                items = client.get(f"{b.url}/v1/users/{user}/recommendations", params={"k": 10}).json()["items"]
+                if top not in [i["item_id"] for i in items]:
+                    lags.append(time.perf_counter() - sent)
+                    polls.append(attempt)
+                    break
+    ms = np.array(lags) * 1000
+    return {
+        "probes": len(lags),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "max_ms": float(ms.max()),
+        "first_response_reflected": float(np.mean(np.array(polls) == 1)),
+    }
+
+
+def capacity(server: Server, args: argparse.Namespace) -> list[dict]:
+    rows = []
+    for rate in args.rates:
+        result = open_loop(
+            server.url,
+            lambda c, i: c.get(f"/v1/users/user-{(i * 31) % args.users:07d}/recommendations", params={"k": 10}),
+            rate,
+            args.duration,
+        )
+        rows.append(result.__dict__)
+        print(
+            f"  {rate:>5} req/s offered: achieved {result.achieved_rps:.0f}/s, p50 {result.p50_ms:.1f} ms, "
+            f"p99 {result.p99_ms:.1f} ms, errors {result.errors}"
+        )
+        if result.p99_ms > 4 * P99_BUDGET_MS:
+            break  # saturated: higher rates only queue more
+    return rows
+
+
+def best_rate(rows: list[dict]) -> float:
+    ok = [r["achieved_rps"] for r in rows if r["p99_ms"] <= P99_BUDGET_MS and not r["errors"]]
+    return max(ok, default=0.0)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--users", type=int, default=10_000)
+    parser.add_argument("--events-per-user", type=int, default=50)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--rate", type=float, default=200.0, help="single-event POSTs per second")
+    parser.add_argument(
+        "--rates", type=lambda s: [float(x) for x in s.split(",")], default=[100, 200, 300, 400, 500, 700]
+    )
+    parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--probes", type=int, default=500)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scale_out.json")
+    args = parser.parse_args()
+    if args.quick:
+        args.items, args.users, args.events_per_user, args.probes = 300, 100, 5, 10
+        args.duration, args.rates, args.clients, args.rate = 1.0, [20.0], 2, 20.0
+    broker, redis_server = KafkaBroker(), RedisServer()
+    env = {
+        "FRESHREC_STORAGE__EVENT_LOG_URL": broker.url("bench-events"),
+        "FRESHREC_STORAGE__STATE_URL": redis_server.url,
+        "FRESHREC_SERVING__TORCH_THREADS": "1",
+    }
+    os.environ.update(env)  # the store is built in a child process, which reads them
+    result: dict = {"items": args.items, "users": args.users, "events": args.users * args.events_per_user}
+    result["cpu_cores"] = os.cpu_count()
+    try:
+        with tempfile.TemporaryDirectory(prefix="freshrec-scale-") as tmp:
+            data = Path(tmp) / "data"
+            t0 = time.perf_counter()
+            build_store(data, args.items, args.users, args.events_per_user)
+            result["store_build_s"] = time.perf_counter() - t0
+            print(f"store on Kafka + Redis built in {result['store_build_s']:.0f} s")
+            with Server(data, env) as a, Server(data, env) as b:
+                result["freshness"] = freshness(a, b, args)
+                f = result["freshness"]
+                print(f"worker A 2xx -> worker B reflects: p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms")
+                result["ingestion"] = ingestion(a, args)
+                i = result["ingestion"]
+                print(
+                    f"ingestion: {i['batched']['events_per_second']:,.0f} events/s batched; single POST "
+                    f"p50 {i['single_post']['p50_ms']:.2f} ms, p99 {i['single_post']['p99_ms']:.2f} ms"
+                )
+            for workers in (1, 2):
+                print(f"{workers} worker(s):")
+                with Server(data, env, args=["--workers", str(workers)]) as server:
+                    rows = capacity(server, args)
+                result[f"workers_{workers}"] = {"rates": rows, "best_rate_within_p99_50ms": best_rate(rows)}
+    finally:
+        broker.stop()
+        redis_server.stop()
+    one, two = (result[f"workers_{w}"]["best_rate_within_p99_50ms"] for w in (1, 2))
+    print(f"best rate within p99 50 ms: one worker {one:.0f}/s, two {two:.0f}/s")
+    write_json(args.out, {"benchmark": "scale_out", **result})
+
+
+if __name__ == "__main__":
+    main()

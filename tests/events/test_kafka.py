@@ -1,0 +1,63 @@
+"""What only the Kafka event log has to get right: events the broker wrote without acknowledging them in
+time, a topic that does not fit, and records other producers wrote."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from freshrec.events.base import open_event_log
+from freshrec.events.kafka import KafkaEventLog, _encode
+from freshrec.schema import AppendResult, EventRecord
+from tests.servers import KafkaBroker
+
+
+def ev(event_id: str | None = None, user: str = "u1") -> EventRecord:
+    return EventRecord(0, user, "i1", "view", 1.0, event_id=event_id)
+
+
+@pytest.fixture(params=["memory", "redis"])
+def log(request: pytest.FixtureRequest, kafka_broker: KafkaBroker):
+    shared = request.getfixturevalue("empty_redis") if request.param == "redis" else None
+    opened = open_event_log(kafka_broker.url(f"t-{uuid.uuid4().hex[:10]}"), shared_url=shared)
+    yield opened
+    opened.close()
+
+
+def test_an_event_written_after_a_timeout_is_found_not_stored_twice(log: KafkaEventLog) -> None:
+    log.append([ev("a")])
+    # an attempt the broker did not acknowledge in time, though it wrote the event
+    assert log.event_ids.claim(["late"], 1.0).stored == {}
+    assert log._produce([("u1", _encode(ev("late")))]) == [2]
+    log.event_ids.unsure(["late"], after=1)
+    again = log.append([ev("late"), ev("new")])
+    assert again[0] == AppendResult(2, True) and not again[1].duplicate
+    # an attempt that never reached the log: the retry stores it
+    log.event_ids.claim(["lost"], 1.0)
+    log.event_ids.unsure(["lost"], after=log.last_offset())
+    [stored] = log.append([ev("lost")])
+    assert not stored.duplicate
+    assert log.count() == 4
+    assert log.append([ev("lost")]) == [AppendResult(stored.offset, True)]
+
+
+def test_a_topic_with_several_partitions_is_refused(kafka_broker: KafkaBroker) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic = f"wide-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result()
+    with pytest.raises(ValueError, match="exactly one partition"):
+        open_event_log(kafka_broker.url(topic))
+
+
+def test_records_that_are_not_events_are_skipped(log: KafkaEventLog) -> None:
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": log.servers})
+    for value in (b"\x00\x01", json.dumps({"user_id": "u"}).encode(), _encode(ev("ok"))):
+        producer.produce(log.topic, value=value)
+    assert producer.flush(30) == 0
+    assert [(e.offset, e.event_id) for e in log.read(0)] == [(3, "ok")]
