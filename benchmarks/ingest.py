@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from loadgen import open_loop
+from loadgen import LoadResult, open_loop
 from machine import ROOT, write_json
 from stores import Server
 
@@ -67,6 +67,16 @@ async def closed_loop(url: str, batch: int, clients: int, duration: float, serve
     }
 
 
+def single_posts(url: str, rate: float, duration: float) -> LoadResult:
+    """One event per POST, open loop at ``rate`` per second."""
+    return open_loop(
+        url,
+        lambda c, i: c.post("/v1/events", json={"user_id": f"s{i % 300}", "item_id": f"i{i % 4000}", "type": "click"}),
+        rate,
+        duration,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batches", default="1,100,1000")
@@ -88,14 +98,7 @@ def main() -> None:
                 f"{batch:>6} {args.clients:>7} {row['events_per_second']:>10.0f} {row['request_p50_ms']:>11.2f} "
                 f"{row['request_p99_ms']:>11.2f}"
             )
-        single = open_loop(
-            server.url,
-            lambda c, i: c.post(
-                "/v1/events", json={"user_id": f"s{i % 300}", "item_id": f"i{i % 4000}", "type": "click"}
-            ),
-            args.rate,
-            args.duration,
-        )
+        single = single_posts(server.url, args.rate, args.duration)
         print(
             f"single POST, open loop at {args.rate:.0f}/s: p50 {single.p50_ms:.2f} ms, p99 {single.p99_ms:.2f} ms, "
             f"errors {single.errors}"

@@ -13,7 +13,8 @@ weights), and `freshrec serve` processes (online trainer off) run against it:
 2. **Freshness across workers**: each probe posts a view of a user's top item to worker A, then asks worker
    B for the user's list until the item is gone; timed from the POST's send to B's reflecting answer.
 3. **One worker against two** on one port (`freshrec serve --workers 2`): recommendation requests open loop
-   at rising rates; reported per rate, with the highest whose p99 stays within 50 ms.
+   at rising rates; reported per rate, with the highest whose p99 stays within 50 ms; then the embedded
+   default (SQLite log, state in memory) on a store with the same catalogue and users, for reference.
 
 The load driver runs on the same cores as the servers, the broker and Redis (the report says how many).
 """
@@ -31,7 +32,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from ingest import closed_loop
+from ingest import closed_loop, single_posts
 from loadgen import open_loop
 from machine import ROOT, write_json
 from stores import Server, build_store
@@ -42,17 +43,21 @@ from tests.servers import KafkaBroker, RedisServer
 P99_BUDGET_MS = 50.0
 
 
-def ingestion(server: Server, args: argparse.Namespace) -> dict:
-    batched = asyncio.run(closed_loop(server.url, 1000, args.clients, args.duration, server.log))
-    single = open_loop(
-        server.url,
-        lambda c, i: c.post(
-            "/v1/events", json={"user_id": f"single-{i % 997}", "item_id": f"item-{i % 5000:07d}", "type": "view"}
-        ),
-        args.rate,
-        args.duration,
-    )
-    return {"batched": batched, "single_post": single.__dict__}
+async def _both(urls: list[str], clients: int, duration: float) -> list[dict]:
+    return await asyncio.gather(*(closed_loop(url, 1000, clients // len(urls), duration) for url in urls))
+
+
+def ingestion(a: Server, b: Server, args: argparse.Namespace) -> dict:
+    """Batches of 1,000 from ``args.clients`` closed-loop clients to one worker, then split over two."""
+    one = asyncio.run(closed_loop(a.url, 1000, args.clients, args.duration, a.log))
+    two = asyncio.run(_both([a.url, b.url], args.clients, args.duration))
+    both = {
+        "events": sum(r["events"] for r in two),
+        "events_per_second": sum(r["events"] for r in two) / max(r["seconds"] for r in two),
+        "per_worker": two,
+    }
+    single = single_posts(a.url, args.rate, args.duration)
+    return {"batched_one_worker": one, "batched_two_workers": both, "single_post": single.__dict__}
 
 
 def freshness(a: Server, b: Server, args: argparse.Namespace) -> dict:
@@ -141,22 +146,33 @@ def main() -> None:
                 result["freshness"] = freshness(a, b, args)
                 f = result["freshness"]
                 print(f"worker A 2xx -> worker B reflects: p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms")
-                result["ingestion"] = ingestion(a, args)
+                result["ingestion"] = ingestion(a, b, args)
                 i = result["ingestion"]
                 print(
-                    f"ingestion: {i['batched']['events_per_second']:,.0f} events/s batched; single POST "
+                    f"ingestion, batched: {i['batched_one_worker']['events_per_second']:,.0f} events/s to one worker, "
+                    f"{i['batched_two_workers']['events_per_second']:,.0f} to two; single POST "
                     f"p50 {i['single_post']['p50_ms']:.2f} ms, p99 {i['single_post']['p99_ms']:.2f} ms"
                 )
             for workers in (1, 2):
-                print(f"{workers} worker(s):")
+                print(f"{workers} worker(s) on Kafka + Redis:")
                 with Server(data, env, args=["--workers", str(workers)]) as server:
                     rows = capacity(server, args)
                 result[f"workers_{workers}"] = {"rates": rows, "best_rate_within_p99_50ms": best_rate(rows)}
+        # the embedded default on the same catalogue and users, for reference
+        for key in ("FRESHREC_STORAGE__EVENT_LOG_URL", "FRESHREC_STORAGE__STATE_URL"):
+            os.environ.pop(key)
+        with tempfile.TemporaryDirectory(prefix="freshrec-embedded-") as tmp:
+            data = Path(tmp) / "data"
+            build_store(data, args.items, args.users, args.events_per_user)
+            print("1 worker, embedded (SQLite log, state in memory):")
+            with Server(data, {"FRESHREC_SERVING__TORCH_THREADS": "1"}) as server:
+                rows = capacity(server, args)
+            result["embedded"] = {"rates": rows, "best_rate_within_p99_50ms": best_rate(rows)}
     finally:
         broker.stop()
         redis_server.stop()
-    one, two = (result[f"workers_{w}"]["best_rate_within_p99_50ms"] for w in (1, 2))
-    print(f"best rate within p99 50 ms: one worker {one:.0f}/s, two {two:.0f}/s")
+    one, two, embedded = (result[k]["best_rate_within_p99_50ms"] for k in ("workers_1", "workers_2", "embedded"))
+    print(f"best rate within p99 50 ms: one worker {one:.0f}/s, two {two:.0f}/s; embedded {embedded:.0f}/s")
     write_json(args.out, {"benchmark": "scale_out", **result})
 
 

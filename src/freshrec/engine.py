@@ -368,6 +368,7 @@ class Engine:
 
     def close(self) -> None:
         self.recommender.close()
+        self.trending.close()
         self.stores.close()
         self.preferences.close()
 

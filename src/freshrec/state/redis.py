@@ -1,6 +1,7 @@
 """Redis state store: live user sequences and the item graph shared by every API worker.
 
-Keys (under ``prefix``): ``seq:<user>`` a hash with the sequence's arrays as bytes and its version;
+Keys (under ``prefix``): ``seq:<user>`` the sequence as one binary string (version, lengths, then the
+arrays' bytes: one ``MGET`` reads a whole batch of users, one ``MSET`` writes them);
 ``users`` the set of users with state; ``fol:<item>`` a hash of follower -> count; ``ru:<item>`` a sorted set
 of the users whose sequence most recently gained the item (scored by a global stamp); ``applied`` the
 highest offset applied; ``created`` the counter that keeps versions unique across users, workers and
@@ -17,6 +18,7 @@ offset order: an engine whose appended events do not follow the applied offset r
 
 from __future__ import annotations
 
+import struct
 from array import array
 from collections.abc import Sequence
 from typing import Any
@@ -31,24 +33,38 @@ from freshrec.state.graph import FOLLOW_WINDOW, USERS_PER_ITEM
 RETRIES = 100
 
 
-def _encode(seq: UserSequence) -> dict[str, bytes | int]:
-    return {
-        "items": seq.items.tobytes(),
-        "types": seq.types.tobytes(),
-        "ts": seq.ts.tobytes(),
-        "seen": seq.seen.tobytes(),
-        "version": seq.version,
-    }
+_HEADER = struct.Struct("<qII")  # version, entries, seen items
 
 
-def _decode(raw: dict[bytes, bytes], max_len: int | None, collapse_repeats: bool) -> UserSequence:
+def _encode(seq: UserSequence) -> bytes:
+    return b"".join(
+        (
+            _HEADER.pack(seq.version, len(seq.items), len(seq.seen)),
+            seq.items.tobytes(),
+            seq.types.tobytes(),
+            seq.ts.tobytes(),
+            seq.seen.tobytes(),
+        )
+    )
+
+
+def _decode(raw: bytes, max_len: int | None, collapse_repeats: bool) -> UserSequence:
     seq = UserSequence(max_len, collapse_repeats)
-    for field, code in (("items", "i"), ("types", "b"), ("ts", "d"), ("seen", "i")):
+    seq.version, n, m = _HEADER.unpack_from(raw)
+    at = _HEADER.size
+    for field, code, count in (("items", "i", n), ("types", "b", n), ("ts", "d", n), ("seen", "i", m)):
         values = array(code)
-        values.frombytes(raw.get(field.encode(), b""))
+        end = at + count * values.itemsize
+        values.frombytes(raw[at:end])
         setattr(seq, field, values)
-    seq.version = int(raw.get(b"version", b"0"))
+        at = end
     return seq
+
+
+def _items(raw: bytes) -> np.ndarray:
+    """Only the entries' items of an encoded sequence."""
+    _, n, _ = _HEADER.unpack_from(raw)
+    return np.frombuffer(raw, dtype=np.int32, count=n, offset=_HEADER.size).astype(np.int64)
 
 
 class RedisStateStore:
@@ -87,10 +103,10 @@ class RedisStateStore:
         return int(self.client.scard(self.prefix + "users"))
 
     def _read(self, user_ids: Sequence[str], client: Any = None) -> list[UserSequence | None]:
-        pipe = (client or self.client).pipeline(transaction=False)
-        for user in user_ids:
-            pipe.hgetall(self._key("seq", user))
-        return [_decode(raw, self.max_len, self.collapse_repeats) if raw else None for raw in pipe.execute()]
+        if not user_ids:
+            return []
+        raws = (client or self.client).mget([self._key("seq", u) for u in user_ids])
+        return [_decode(raw, self.max_len, self.collapse_repeats) if raw else None for raw in raws]
 
     def get(self, user_id: str) -> UserSnapshot | None:
         return self.get_many([user_id])[0]
@@ -102,12 +118,10 @@ class RedisStateStore:
         ]
 
     def sequences(self, user_ids: Sequence[str]) -> list[np.ndarray | None]:
-        pipe = self.client.pipeline(transaction=False)
-        for user in user_ids:
-            pipe.hget(self._key("seq", user), "items")
-        return [
-            np.frombuffer(raw, dtype=np.int32).astype(np.int64) if raw is not None else None for raw in pipe.execute()
-        ]
+        if not user_ids:
+            return []
+        raws = self.client.mget([self._key("seq", u) for u in user_ids])
+        return [_items(raw) if raw is not None else None for raw in raws]
 
     def apply(self, events: Sequence[EventRecord], item_idx: Sequence[int]) -> list[int]:
         if not len(events):
@@ -162,10 +176,7 @@ class RedisStateStore:
         added = sequences.fold(events, item_idx, before if self.item_graph else None)
         stamp = int(pipe.incrby(self.prefix + "stamp", len(added))) - len(added) if added else 0
         pipe.multi()
-        for user in users:
-            seq = sequences.get(user)
-            assert seq is not None
-            pipe.hset(self._key("seq", user), mapping=_encode(seq))
+        pipe.mset({self._key("seq", user): _encode(sequences.get(user)) for user in users})  # type: ignore[arg-type]
         pipe.sadd(self.prefix + "users", *users)
         if self.item_graph:
             for n, j in enumerate(added):
@@ -201,11 +212,11 @@ class RedisStateStore:
 
     def delete(self, user_id: str) -> None:
         key = self._key("seq", user_id)
-        seen = self.client.hget(key, "seen")
+        raw = self.client.get(key)
         pipe = self.client.pipeline(transaction=True)
         pipe.delete(key)
         pipe.srem(self.prefix + "users", user_id)
-        if seen:
-            for item in np.frombuffer(seen, dtype=np.int32).tolist():
+        if raw and self.item_graph:
+            for item in _decode(raw, None, True).seen.tolist():
                 pipe.zrem(self._key("ru", item), user_id)
         pipe.execute()

@@ -1,15 +1,21 @@
 """Trending in Redis: the decayed popularity every API worker reads and adds to.
 
 The same arithmetic as :class:`~freshrec.state.trending.Trending` (each positive event adds
-``2 ** ((ts - ref) / half_life)`` per half-life; ``ref`` is rebased when the exponent grows large), done by one
-Lua script so concurrent workers add atomically. Keys (under ``prefix``): ``tr:h<n>`` a hash item -> score per
-half-life, ``tr:count`` item -> all-time count, ``tr:first`` item -> first time seen, ``tr:ref`` and
-``tr:clock``. Readers take a snapshot of the hashes at most every ``refresh_s`` seconds: a trending list a
-second old is as good as a fresh one, and one snapshot serves every request in between.
+``2 ** ((ts - ref) / half_life)`` per half-life; ``ref`` moves forward when the exponent grows large), done by
+one Lua script so concurrent workers add atomically. Each statistic is a dense array of little-endian float64
+in one Redis string, indexed by catalogue index (``SETRANGE``/``GETRANGE`` at ``8 * index``): a reader fetches
+a whole array with one ``GET`` and maps it with ``numpy.frombuffer``, however large the catalogue. Keys (under
+``prefix``): ``tr:h<n>`` the scores at half-life ``n``, ``tr:count`` all-time counts, ``tr:first`` first times
+seen (valid where the count is positive), ``tr:ref`` (a hash: half-life -> reference time) and ``tr:clock``.
+Readers keep each array for ``refresh_s`` seconds: a trending list a second old is as good as a fresh one.
+Writers gather what they add for :data:`FLUSH_S` and send it aggregated by item in one script call from a
+background thread, so counting popularity costs the ingest path nothing; a worker killed between flushes loses
+that half second of popularity (never events or user state, which are in the log and folded synchronously).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -19,39 +25,58 @@ import numpy as np
 
 from freshrec.state.trending import REBASE_EXPONENT
 
+log = logging.getLogger(__name__)
+
+# ARGV: H, the H half-lives, the newest event time, then binary little-endian arrays over the batch's distinct
+# items: items (int32), counts, first times, and per half-life the weights relative to the newest time
+# (sum of 2 ** ((ts - newest) / half_life)), all float64.
 _ADD = """
 local H = tonumber(ARGV[1])
-local hl = {}
-local minhl = math.huge
-for h = 1, H do hl[h] = tonumber(ARGV[1 + h]); if hl[h] < minhl then minhl = hl[h] end end
-local newest = -math.huge
-for j = H + 2, #ARGV, 2 do local t = tonumber(ARGV[j + 1]); if t > newest then newest = t end end
-local ref = tonumber(redis.call('GET', KEYS[1]))
-if ref == nil then ref = newest; redis.call('SET', KEYS[1], string.format('%.17g', ref)) end
-if (newest - ref) / minhl > REBASE then
-  for h = 1, H do
-    local f = 2 ^ ((ref - newest) / hl[h])
-    local all = redis.call('HGETALL', KEYS[4 + h])
-    for i = 1, #all, 2 do
-      redis.call('HSET', KEYS[4 + h], all[i], string.format('%.17g', tonumber(all[i + 1]) * f))
-    end
-  end
-  ref = newest
-  redis.call('SET', KEYS[1], string.format('%.17g', ref))
+local newest = tonumber(ARGV[H + 2])
+local items, counts, firsts = ARGV[H + 3], ARGV[H + 4], ARGV[H + 5]
+local function getd(key, i)
+  local s = redis.call('GETRANGE', key, i * 8, i * 8 + 7)
+  if #s < 8 then return 0 end
+  return (struct.unpack('<d', s))
 end
+local function setd(key, i, x) redis.call('SETRANGE', key, i * 8, struct.pack('<d', x)) end
 local clock = tonumber(redis.call('GET', KEYS[2]))
 if clock == nil or newest > clock then redis.call('SET', KEYS[2], string.format('%.17g', newest)) end
-for j = H + 2, #ARGV, 2 do
-  local item, t = ARGV[j], tonumber(ARGV[j + 1])
-  for h = 1, H do
-    redis.call('HINCRBYFLOAT', KEYS[4 + h], item, string.format('%.17g', 2 ^ ((t - ref) / hl[h])))
+local factor = {}
+for h = 1, H do
+  local hl = tonumber(ARGV[1 + h])
+  local ref = tonumber(redis.call('HGET', KEYS[1], h))
+  if ref == nil or (newest - ref) / hl > REBASE then
+    if ref ~= nil then
+      local f = 2 ^ ((ref - newest) / hl)
+      local s = redis.call('GET', KEYS[4 + h])
+      if s then
+        local parts = {}
+        for off = 1, #s, 8 do parts[#parts + 1] = struct.pack('<d', (struct.unpack('<d', s, off)) * f) end
+        redis.call('SET', KEYS[4 + h], table.concat(parts))
+      end
+    end
+    ref = newest
+    redis.call('HSET', KEYS[1], h, string.format('%.17g', newest))
   end
-  redis.call('HINCRBY', KEYS[3], item, 1)
-  local first = tonumber(redis.call('HGET', KEYS[4], item))
-  if first == nil or t < first then redis.call('HSET', KEYS[4], item, string.format('%.17g', t)) end
+  factor[h] = 2 ^ ((newest - ref) / hl)
+end
+for k = 0, #items / 4 - 1 do
+  local item = (struct.unpack('<i4', items, k * 4 + 1))
+  for h = 1, H do
+    local w = (struct.unpack('<d', ARGV[H + 5 + h], k * 8 + 1))
+    setd(KEYS[4 + h], item, getd(KEYS[4 + h], item) + factor[h] * w)
+  end
+  local c = getd(KEYS[3], item)
+  local t = (struct.unpack('<d', firsts, k * 8 + 1))
+  setd(KEYS[3], item, c + (struct.unpack('<d', counts, k * 8 + 1)))
+  if c == 0 or t < getd(KEYS[4], item) then setd(KEYS[4], item, t) end
 end
 return 1
 """.replace("REBASE", repr(REBASE_EXPONENT))
+
+#: Seconds between a worker's flushes of the popularity it added (one script call per flush).
+FLUSH_S = 0.5
 
 
 class RedisTrending:
@@ -86,19 +111,65 @@ class RedisTrending:
             *(f"{p}h{h}" for h in range(len(self.half_lives))),
         ]
         self._add = client.register_script(_ADD)
-        self._snapshot: tuple[float, dict[str, Any]] | None = None
+        self._cache: dict[int, tuple[float, np.ndarray]] = {}
+        self._clock: tuple[float, tuple[list[float | None], float]] | None = None
         self._lock = threading.Lock()
+        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._flush_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
 
     def add(self, item_idx: Sequence[int] | np.ndarray, ts: Sequence[float] | np.ndarray) -> None:
         idx = np.asarray(item_idx, dtype=np.int64)
         if idx.size == 0:
             return
-        args: list[Any] = [len(self.half_lives), *(repr(float(h)) for h in self.half_lives)]
-        for i, t in zip(idx.tolist(), np.asarray(ts, dtype=np.float64).tolist(), strict=True):
-            args += [i, repr(t)]
-        self._add(keys=self._keys, args=args)
         with self._lock:
-            self._snapshot = None  # this worker's own events show at once
+            self._pending.append((idx, np.asarray(ts, dtype=np.float64)))
+            if self._flusher is None:
+                self._flusher = threading.Thread(target=self._flush_every, name="freshrec-trending", daemon=True)
+                self._flusher.start()
+
+    def _flush_every(self) -> None:
+        while not self._stop.wait(FLUSH_S):
+            try:
+                self.flush()
+            except Exception:  # Redis away: the next flush sends it all
+                log.warning("could not flush trending to Redis; retrying", exc_info=True)
+
+    def flush(self) -> None:
+        """Send what was added since the last flush (aggregated per item) in one script call."""
+        with self._flush_lock:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if not pending:
+                return
+            idx = np.concatenate([p[0] for p in pending])
+            ts = np.concatenate([p[1] for p in pending])
+            newest = float(ts.max())
+            items, inverse = np.unique(idx, return_inverse=True)
+            counts = np.bincount(inverse, minlength=len(items)).astype("<f8")
+            first = np.full(len(items), np.inf)
+            np.minimum.at(first, inverse, ts)
+            weights = [
+                np.bincount(inverse, weights=np.exp2((ts - newest) / hl), minlength=len(items)).astype("<f8")
+                for hl in self.half_lives
+            ]
+            args: list[Any] = [len(self.half_lives), *(repr(float(h)) for h in self.half_lives), repr(newest)]
+            args += [items.astype("<i4").tobytes(), counts.tobytes(), first.astype("<f8").tobytes()]
+            args += [w.tobytes() for w in weights]
+            try:
+                self._add(keys=self._keys, args=args)
+            except Exception:
+                with self._lock:  # keep it for the next flush
+                    self._pending[:0] = pending
+                raise
+
+    def close(self) -> None:
+        """Flush what is pending and stop the flushing thread."""
+        self._stop.set()
+        if self._flusher is not None:
+            self._flusher.join(timeout=10)
+        self.flush()
 
     def add_events(self, events: Sequence, item_idx: Sequence[int], negative: frozenset[str]) -> None:
         positive = [(i, e.ts) for i, e in zip(item_idx, events, strict=True) if e.type not in negative]
@@ -106,60 +177,64 @@ class RedisTrending:
             items, ts = zip(*positive, strict=True)
             self.add(items, ts)
 
-    def _read(self) -> dict[str, Any]:
+    def _array(self, n: int) -> np.ndarray:
+        """The ``n``-th statistic (0 count, 1 first, 2 + h scores), at most ``refresh_s`` old."""
+        now = time.monotonic()
         with self._lock:
-            if self._snapshot is not None and time.monotonic() - self._snapshot[0] < self.refresh_s:
-                return self._snapshot[1]
+            cached = self._cache.get(n)
+            if cached is not None and now - cached[0] < self.refresh_s:
+                return cached[1]
+        self.flush()  # a fresh read includes what this worker added
+        raw = self.client.get(self._keys[2 + n])
+        values = np.frombuffer(raw, dtype="<f8") if raw else np.zeros(0)
+        with self._lock:
+            self._cache[n] = (now, values)
+        return values
+
+    def _times(self) -> tuple[list[float | None], float]:
+        now = time.monotonic()
+        with self._lock:
+            if self._clock is not None and now - self._clock[0] < self.refresh_s:
+                return self._clock[1]
+        self.flush()
         pipe = self.client.pipeline(transaction=True)
-        pipe.get(self._keys[0])
+        pipe.hgetall(self._keys[0])
         pipe.get(self._keys[1])
-        for key in self._keys[2:]:
-            pipe.hgetall(key)
-        ref, clock, counts, first, *scores = pipe.execute()
-        snap = {
-            "ref": None if ref is None else float(ref),
-            "clock": float("-inf") if clock is None else float(clock),
-            "counts": _dense(counts, np.int64, 0),
-            "first": _dense(first, np.float64, np.nan),
-            "scores": [_dense(s, np.float64, 0.0) for s in scores],
-        }
+        refs_raw, clock = pipe.execute()
+        refs = [
+            float(refs_raw[str(h + 1).encode()]) if str(h + 1).encode() in refs_raw else None
+            for h in range(len(self.half_lives))
+        ]
+        value = (refs, float("-inf") if clock is None else float(clock))
         with self._lock:
-            self._snapshot = (time.monotonic(), snap)
-        return snap
+            self._clock = (now, value)
+        return value
 
     @property
     def clock(self) -> float:
-        return self._read()["clock"]
+        return self._times()[1]
 
     def counts(self, num_items: int) -> np.ndarray:
-        return _fit(self._read()["counts"], num_items + 1, 0)
+        return _fit(self._array(0), num_items + 1, 0.0).astype(np.int64)
 
     def first_seen(self, num_items: int) -> np.ndarray:
-        return _fit(self._read()["first"], num_items + 1, np.nan)
+        first = _fit(self._array(1), num_items + 1, np.nan)
+        first[self.counts(num_items) == 0] = np.nan
+        return first
 
     def scores(self, num_items: int, which: int = 0) -> np.ndarray:
-        snap = self._read()
+        refs, clock = self._times()
         out = np.zeros(num_items + 1, dtype=np.float64)
-        if snap["ref"] is not None:
-            out = _fit(snap["scores"][which], num_items + 1, 0.0) * np.exp2(
-                (snap["ref"] - snap["clock"]) / self.half_lives[which]
+        if refs[which] is not None:
+            out = _fit(self._array(2 + which), num_items + 1, 0.0) * np.exp2(
+                (refs[which] - clock) / self.half_lives[which]
             )
         out[0] = 0.0
         return out
 
 
-def _dense(raw: dict[bytes, bytes], dtype: Any, fill: float) -> np.ndarray:
-    if not raw:
-        return np.zeros(0, dtype=dtype)
-    keys = np.fromiter((int(k) for k in raw), dtype=np.int64, count=len(raw))
-    values = np.fromiter((float(v) for v in raw.values()), dtype=np.float64, count=len(raw))
-    out = np.full(int(keys.max()) + 1, fill, dtype=dtype)
-    out[keys] = values
-    return out
-
-
 def _fit(a: np.ndarray, size: int, fill: float) -> np.ndarray:
-    out = np.full(size, fill, dtype=a.dtype)
+    out = np.full(size, fill, dtype=np.float64)
     n = min(size, a.shape[0])
     out[:n] = a[:n]
     return out

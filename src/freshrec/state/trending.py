@@ -77,6 +77,9 @@ class Trending:
             items, ts = zip(*positive, strict=True)
             self.add(items, ts)
 
+    def close(self) -> None:
+        """Nothing to release (the Redis twin flushes here)."""
+
     def counts(self, num_items: int) -> np.ndarray:
         """[num_items + 1] positive events per item, all time (no decay)."""
         out = np.zeros(num_items + 1, dtype=np.int64)
