@@ -48,7 +48,9 @@ async def _both(urls: list[str], clients: int, duration: float) -> list[dict]:
 
 
 def ingestion(a: Server, b: Server, args: argparse.Namespace) -> dict:
-    """Batches of 1,000 from ``args.clients`` closed-loop clients to one worker, then split over two."""
+    """Single-event POSTs, then batches of 1,000 from ``args.clients`` closed-loop clients to one worker, then
+    split over two (single POSTs first, so their tail is not the bulk phases' aftermath)."""
+    single = single_posts(a.url, args.rate, args.duration)
     one = asyncio.run(closed_loop(a.url, 1000, args.clients, args.duration, a.log))
     two = asyncio.run(_both([a.url, b.url], args.clients, args.duration))
     both = {
@@ -56,7 +58,6 @@ def ingestion(a: Server, b: Server, args: argparse.Namespace) -> dict:
         "events_per_second": sum(r["events"] for r in two) / max(r["seconds"] for r in two),
         "per_worker": two,
     }
-    single = single_posts(a.url, args.rate, args.duration)
     return {"batched_one_worker": one, "batched_two_workers": both, "single_post": single.__dict__}
 
 

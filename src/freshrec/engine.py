@@ -8,7 +8,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -44,6 +45,9 @@ from freshrec.validation import check_events, check_items, foreign_record_proble
 
 log = logging.getLogger(__name__)
 
+#: Seconds a worker waits for the events just before its own to be folded by the worker that appended them,
+#: before folding them itself from the log (that worker may have died).
+GAP_WAIT_S = 0.25
 #: The consumer group ``freshrec ingest`` commits the applied offset under.
 INGEST_GROUP = "freshrec-ingest"
 
@@ -94,8 +98,12 @@ class Engine:
             self.preferences,
             trending_refresh_s=trending_refresh_s,
         )
-        # Appending and applying happen under one lock so state always follows the log's offset order.
+        # Appends take turns on the log (_append_lock) and fold into state in that order (_turn): the next
+        # batch is stored while this one is folded. _ingest_lock guards the fold itself (and catch-up).
+        self._append_lock = threading.Lock()
         self._ingest_lock = threading.Lock()
+        self._turn = threading.Condition()
+        self._turns_taken = self._turns_done = 0
         #: Logged events state could not fold (malformed records another producer wrote to the log).
         self.skipped_events = 0
 
@@ -123,24 +131,61 @@ class Engine:
         return EventAck(accepted=len(results) - duplicates, duplicates=duplicates, offsets=[r.offset for r in results])
 
     def append_records(self, records: Sequence[EventRecord]) -> list[AppendResult]:
-        """Store already-validated records and fold them into state (the import path uses this too)."""
-        with self._ingest_lock:
+        """Store already-validated records and fold them into state (the import path uses this too).
+
+        Appends take turns on the log and then fold into state in the same order, each batch when the one
+        before it is folded: the next batch is already being stored (fsynced, or acknowledged by the
+        broker) while this one is folded, and state still follows the log's order."""
+        with self._append_lock:
             results = self.event_log.append(records)
-            fresh = []
-            for rec, res in zip(records, results, strict=True):
-                if not res.duplicate:
-                    rec.offset = res.offset
-                    fresh.append(rec)
-            if fresh:
-                contiguous = (
-                    fresh[0].offset == self.state.applied_offset + 1
-                    and fresh[-1].offset - fresh[0].offset == len(fresh) - 1
-                )
-                if contiguous:
-                    self._apply(fresh)
-                else:  # another process wrote to the log too: replay everything we have not applied
-                    self._catch_up_locked(progress=False)
+            turn, self._turns_taken = self._turns_taken, self._turns_taken + 1
+        with self._turn:
+            while self._turns_done != turn:
+                self._turn.wait()
+        try:
+            with self._ingest_lock:
+                fresh = []
+                for rec, res in zip(records, results, strict=True):
+                    if not res.duplicate:
+                        rec.offset = res.offset
+                        fresh.append(rec)
+                if fresh:
+                    applied = self._applied_before(fresh[0].offset)
+                    contiguous = fresh[0].offset == applied + 1 and fresh[-1].offset - fresh[0].offset == len(fresh) - 1
+                    if contiguous:
+                        self._apply(fresh)
+                    elif fresh[-1].offset > applied:
+                        # another process wrote to the log too: replay everything we have not applied
+                        self._catch_up_locked(progress=False)
+        finally:
+            with self._turn:
+                self._turns_done += 1
+                self._turn.notify_all()
         return results
+
+    def _applied_before(self, first: int) -> int:
+        """The applied offset, once it has reached ``first - 1`` if it will. In state shared by several
+        workers, the events just before ``first`` were usually appended by another worker that is folding them
+        now: waiting a moment for it keeps every worker folding only its own batches, where reading them back
+        from the log would make each worker fold the others' too."""
+        applied = self.state.applied_offset
+        if not self.state.shared or applied >= first - 1:
+            return applied
+        deadline = time.monotonic() + GAP_WAIT_S
+        while applied < first - 1 and time.monotonic() < deadline:
+            time.sleep(0.0005)
+            applied = self.state.applied_offset
+        return applied
+
+    @contextmanager
+    def _quiet(self) -> Iterator[None]:
+        """No append in flight: every batch stored is folded, and none starts until the block ends."""
+        with self._append_lock:
+            with self._turn:
+                while self._turns_done != self._turns_taken:
+                    self._turn.wait()
+            with self._ingest_lock:
+                yield
 
     def catch_up(self, progress: bool = False) -> int:
         """Apply every logged event state has not seen (start-up rebuild, other writers); returns count."""
@@ -201,7 +246,7 @@ class Engine:
 
     def delete_user(self, user_id: str) -> int:
         """Forget a user: their events and state. Returns the number of events removed."""
-        with self._ingest_lock:
+        with self._quiet():
             removed = self.event_log.delete_user(user_id)
             self.state.delete(user_id)
             self.recommender.forget(user_id)

@@ -20,6 +20,8 @@ class StateStore(Protocol):
     order given (the event log's offset order); ``applied_offset`` is the highest offset applied."""
 
     applied_offset: int
+    #: Whether other processes fold into the same state (events they append are folded by them).
+    shared: bool
 
     def get(self, user_id: str) -> UserSnapshot | None:
         """The user's state, or ``None`` for a user with no events."""

@@ -31,6 +31,8 @@ class MemoryStateStore:
         self, types: EventTypes, max_len: int = 200, collapse_repeats: bool = True, item_graph: bool = True
     ) -> None:
         self.applied_offset = 0
+        #: Only this process reads and writes it.
+        self.shared = False
         self._sequences = Sequences(types, max_len, collapse_repeats)
         # The graph's counts grow with the number of item pairs seen together: kept only when asked for
         self._graph = ItemGraph() if item_graph else None

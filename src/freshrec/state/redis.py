@@ -91,6 +91,8 @@ class RedisStateStore:
         self.collapse_repeats = collapse_repeats
         self.item_graph = item_graph
         self.prefix = prefix
+        #: Every worker of the deployment folds into it.
+        self.shared = True
 
     def _key(self, kind: str, name: object) -> str:
         return f"{self.prefix}{kind}:{name}"

@@ -77,6 +77,8 @@ return 1
 
 #: Seconds between a worker's flushes of the popularity it added (one script call per flush).
 FLUSH_S = 0.5
+#: Items per script call of a flush.
+FLUSH_CHUNK = 512
 
 
 class RedisTrending:
@@ -154,14 +156,20 @@ class RedisTrending:
                 np.bincount(inverse, weights=np.exp2((ts - newest) / hl), minlength=len(items)).astype("<f8")
                 for hl in self.half_lives
             ]
-            args: list[Any] = [len(self.half_lives), *(repr(float(h)) for h in self.half_lives), repr(newest)]
-            args += [items.astype("<i4").tobytes(), counts.tobytes(), first.astype("<f8").tobytes()]
-            args += [w.tobytes() for w in weights]
+            head: list[Any] = [len(self.half_lives), *(repr(float(h)) for h in self.half_lives), repr(newest)]
+            done = 0
             try:
-                self._add(keys=self._keys, args=args)
+                # bounded script calls: Redis runs a script alone, and every worker's requests wait on it
+                for lo in range(0, len(items), FLUSH_CHUNK):
+                    part = slice(lo, lo + FLUSH_CHUNK)
+                    args = [*head, items[part].astype("<i4").tobytes(), counts[part].tobytes()]
+                    args += [first[part].astype("<f8").tobytes(), *(w[part].tobytes() for w in weights)]
+                    self._add(keys=self._keys, args=args)
+                    done = lo + FLUSH_CHUNK
             except Exception:
-                with self._lock:  # keep it for the next flush
-                    self._pending[:0] = pending
+                rest = np.isin(idx, items[done:])
+                with self._lock:  # keep what was not sent for the next flush
+                    self._pending[:0] = [(idx[rest], ts[rest])]
                 raise
 
     def close(self) -> None:
