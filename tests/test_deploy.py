@@ -41,3 +41,4 @@ def test_each_freshrec_service_runs_a_command_that_exists(name: str, monkeypatch
     settings = load_settings()
     assert parse_kafka_url(settings.storage.event_log_url)[1] == "freshrec-events"
     assert settings.storage.state_url.startswith("redis://")
+    assert settings.storage.catalog_url is not None and settings.storage.catalog_url.startswith("redis://")

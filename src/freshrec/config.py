@@ -39,12 +39,21 @@ class StorageSettings(_Section):
     """Where data lives. Backends are chosen by URL scheme (``sqlite:///path``, ``memory://``, ``redis://``)."""
 
     data_dir: Path = Field(Path("freshrec-data"), description="Directory for the embedded stores and models.")
-    event_log_url: str | None = Field(None, description="Event log URL; default sqlite:///<data_dir>/events.db")
-    catalog_url: str | None = Field(None, description="Catalogue URL; default sqlite:///<data_dir>/catalog.db")
+    event_log_url: str | None = Field(
+        None,
+        description="Event log URL: sqlite:///PATH (default sqlite:///<data_dir>/events.db) or "
+        "kafka://HOST:PORT[,HOST:PORT...]/TOPIC (a one-partition topic, created when missing).",
+    )
+    catalog_url: str | None = Field(
+        None,
+        description="Catalogue URL: sqlite:///PATH (default sqlite:///<data_dir>/catalog.db; shared by the "
+        "processes of one host) or redis://HOST:PORT/DB (shared by workers on any host).",
+    )
     state_url: str = Field(
         "memory://",
-        description="User-state store URL: memory:// (in the process, rebuilt from the log on start) or "
-        "redis://HOST:PORT/DB (shared by every worker pointing at it, kept across restarts).",
+        description="Live state URL: memory:// (in the process, rebuilt from the log on start) or "
+        "redis://HOST:PORT/DB (user sequences, the item graph, trending, onboarding preferences, a Kafka log's "
+        "event-id index and model announcements, shared by every worker pointing at it, kept across restarts).",
     )
     model_dir: Path | None = Field(None, description="Model registry directory; default <data_dir>/models")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = Field(

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -50,6 +51,24 @@ log = logging.getLogger(__name__)
 GAP_WAIT_S = 0.25
 #: The consumer group ``freshrec ingest`` commits the applied offset under.
 INGEST_GROUP = "freshrec-ingest"
+
+
+@dataclass
+class _Pending:
+    """One caller's records waiting for (or in) a group commit."""
+
+    records: list[EventRecord]
+    results: list[AppendResult] | None = None
+    error: BaseException | None = None
+    done: bool = False
+    promoted: bool = False
+    exclusive: bool = False
+
+    def result(self) -> list[AppendResult]:
+        if self.error is not None:
+            raise self.error
+        assert self.results is not None
+        return self.results
 
 
 class Engine:
@@ -98,12 +117,12 @@ class Engine:
             self.preferences,
             trending_refresh_s=trending_refresh_s,
         )
-        # Appends take turns on the log (_append_lock) and fold into state in that order (_turn): the next
-        # batch is stored while this one is folded. _ingest_lock guards the fold itself (and catch-up).
-        self._append_lock = threading.Lock()
-        self._ingest_lock = threading.Lock()
+        # Group commit: one append at a time holds the turn (_leading) and stores every append queued behind
+        # it; _ingest_lock guards the fold itself (and catch-up).
         self._turn = threading.Condition()
-        self._turns_taken = self._turns_done = 0
+        self._queue: list[_Pending] = []
+        self._leading = False
+        self._ingest_lock = threading.Lock()
         #: Logged events state could not fold (malformed records another producer wrote to the log).
         self.skipped_events = 0
 
@@ -133,35 +152,81 @@ class Engine:
     def append_records(self, records: Sequence[EventRecord]) -> list[AppendResult]:
         """Store already-validated records and fold them into state (the import path uses this too).
 
-        Appends take turns on the log and then fold into state in the same order, each batch when the one
-        before it is folded: the next batch is already being stored (fsynced, or acknowledged by the
-        broker) while this one is folded, and state still follows the log's order."""
-        with self._append_lock:
-            results = self.event_log.append(records)
-            turn, self._turns_taken = self._turns_taken, self._turns_taken + 1
+        Group commit: appends that arrive while one is being stored wait, and the next of them stores all
+        of them in one append and one fold (one fsync, one broker round trip, one state write); each caller
+        gets its own results, and returns only once its events are durable and folded."""
+        mine = _Pending(list(records))
         with self._turn:
-            while self._turns_done != turn:
-                self._turn.wait()
+            self._queue.append(mine)
+            if self._leading:
+                while not (mine.done or mine.promoted):
+                    self._turn.wait()
+                if mine.done:
+                    return mine.result()
+            self._leading = True
+            # everything queued up to a caller that needs the turn alone (a deletion)
+            n = next((i for i, p in enumerate(self._queue) if p.exclusive), len(self._queue))
+            group, self._queue = self._queue[:n], self._queue[n:]
         try:
-            with self._ingest_lock:
-                fresh = []
-                for rec, res in zip(records, results, strict=True):
-                    if not res.duplicate:
-                        rec.offset = res.offset
-                        fresh.append(rec)
-                if fresh:
-                    applied = self._applied_before(fresh[0].offset)
-                    contiguous = fresh[0].offset == applied + 1 and fresh[-1].offset - fresh[0].offset == len(fresh) - 1
-                    if contiguous:
-                        self._apply(fresh)
-                    elif fresh[-1].offset > applied:
-                        # another process wrote to the log too: replay everything we have not applied
-                        self._catch_up_locked(progress=False)
+            self._store_group(group)
+        finally:
+            self._hand_over()
+        return mine.result()
+
+    def _hand_over(self) -> None:
+        """Give the turn to the oldest waiting append, or free it."""
+        with self._turn:
+            if self._queue:
+                self._queue[0].promoted = True
+            else:
+                self._leading = False
+            self._turn.notify_all()
+
+    def _store_group(self, group: list[_Pending]) -> None:
+        try:
+            results = self.event_log.append([r for p in group for r in p.records])
+        except Exception as exc:
+            if len(group) == 1 or isinstance(exc, Unavailable):
+                for p in group:
+                    p.error = exc
+            else:  # one caller's bad batch must not fail the others: store each on its own
+                for p in group:
+                    try:
+                        p.results = self.event_log.append(p.records)
+                    except Exception as own:
+                        p.error = own
+        else:
+            at = 0
+            for p in group:
+                p.results, at = results[at : at + len(p.records)], at + len(p.records)
+        stored = [p for p in group if p.error is None]
+        try:
+            self._fold_appended([r for p in stored for r in p.records], [r for p in stored for r in p.results or []])
+        except Exception as exc:  # durable but not folded: the next append or catch-up folds them
+            for p in stored:
+                p.error = exc
         finally:
             with self._turn:
-                self._turns_done += 1
+                for p in group:
+                    p.done = True
                 self._turn.notify_all()
-        return results
+
+    def _fold_appended(self, records: Sequence[EventRecord], results: Sequence[AppendResult]) -> None:
+        with self._ingest_lock:
+            fresh = []
+            for rec, res in zip(records, results, strict=True):
+                if not res.duplicate:
+                    rec.offset = res.offset
+                    fresh.append(rec)
+            if not fresh:
+                return
+            applied = self._applied_before(fresh[0].offset)
+            contiguous = fresh[0].offset == applied + 1 and fresh[-1].offset - fresh[0].offset == len(fresh) - 1
+            if contiguous:
+                self._apply(fresh)
+            elif fresh[-1].offset > applied:
+                # another process wrote to the log too: replay everything we have not applied
+                self._catch_up_locked(progress=False)
 
     def _applied_before(self, first: int) -> int:
         """The applied offset, once it has reached ``first - 1`` if it will. In state shared by several
@@ -179,13 +244,21 @@ class Engine:
 
     @contextmanager
     def _quiet(self) -> Iterator[None]:
-        """No append in flight: every batch stored is folded, and none starts until the block ends."""
-        with self._append_lock:
-            with self._turn:
-                while self._turns_done != self._turns_taken:
+        """Take the turn alone, in order with the appends queued: none is stored or folded until the block
+        ends."""
+        mine = _Pending([], exclusive=True)
+        with self._turn:
+            self._queue.append(mine)
+            if self._leading:
+                while not mine.promoted:
                     self._turn.wait()
+            self._leading = True
+            self._queue.remove(mine)
+        try:
             with self._ingest_lock:
                 yield
+        finally:
+            self._hand_over()
 
     def catch_up(self, progress: bool = False) -> int:
         """Apply every logged event state has not seen (start-up rebuild, other writers); returns count."""

@@ -19,15 +19,16 @@ from freshrec.schema import ItemIn
 Opener = Callable[[], Catalog]
 
 # A new backend is one entry here: its name and the URL of a fresh, empty store under tmp_path.
-BACKENDS: dict[str, Callable[[Path], str]] = {
-    "sqlite": lambda tmp: f"sqlite:///{tmp}/catalog.db",
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "sqlite": lambda request, tmp: f"sqlite:///{tmp}/catalog.db",
+    "redis": lambda request, tmp: request.getfixturevalue("empty_redis"),
 }
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     """Opens instances on one store; each call is a new instance, as another process would hold."""
-    url = BACKENDS[request.param](tmp_path)
+    url = BACKENDS[request.param](request, tmp_path)
     opened: list[Catalog] = []
 
     def open_() -> Catalog:
@@ -269,4 +270,4 @@ def test_refresh_picks_up_what_another_instance_added_or_changed(opener: Opener)
 
 def test_unknown_scheme_is_rejected() -> None:
     with pytest.raises(ValueError, match="scheme"):
-        open_catalog("redis://localhost/catalog")
+        open_catalog("mongodb://localhost/catalog")

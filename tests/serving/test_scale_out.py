@@ -25,16 +25,19 @@ from tests.conftest import TrainedStore, make_settings, wait_for
 from tests.servers import KafkaBroker
 
 
-def scaled(data_dir: Path, broker: KafkaBroker, redis_url: str, **sections: dict) -> Settings:
-    topic = f"events-{uuid.uuid4().hex[:10]}"
-    return make_settings(data_dir, storage={"event_log_url": broker.url(topic), "state_url": redis_url}, **sections)
+def scaled(data_dir: Path, broker: KafkaBroker, redis_url: str, topic: str | None = None) -> Settings:
+    topic = topic or f"events-{uuid.uuid4().hex[:10]}"
+    storage = {"event_log_url": broker.url(topic), "state_url": redis_url, "catalog_url": redis_url}
+    return make_settings(data_dir, storage=storage)
 
 
 def test_what_one_worker_acknowledges_the_next_request_on_another_reads(
     tmp_path: Path, kafka_broker: KafkaBroker, empty_redis: str
 ) -> None:
-    settings = scaled(tmp_path / "data", kafka_broker, empty_redis)
-    a, b = build_engine(settings), build_engine(settings)
+    """Two workers as on two hosts: nothing shared but the broker and Redis (separate data directories)."""
+    settings = scaled(tmp_path / "host-a", kafka_broker, empty_redis)
+    topic = settings.storage.event_log_url.rsplit("/", 1)[1]
+    a, b = build_engine(settings), build_engine(scaled(tmp_path / "host-b", kafka_broker, empty_redis, topic))
     try:
         a.upsert_items([ItemIn(item_id="tent", categories=["camping"]), ItemIn(item_id="stove")])
         a.ingest([EventIn(user_id="u1", item_id="tent", type="view")])

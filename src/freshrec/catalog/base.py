@@ -12,7 +12,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from freshrec.schema import CatalogItem, ItemIn
-from freshrec.storage_url import split_url, sqlite_path
+from freshrec.storage_url import connect_redis, split_url, sqlite_path
 
 
 @runtime_checkable
@@ -77,10 +77,15 @@ class Catalog(Protocol):
 
 
 def open_catalog(url: str, *, synchronous: str = "FULL") -> Catalog:
-    """Open the catalogue a URL names. Schemes: ``sqlite:///<path>``."""
+    """Open the catalogue a URL names. Schemes: ``sqlite:///<path>`` (embedded, or shared by the processes of
+    one host) and ``redis://HOST:PORT/DB`` (shared by workers on any host)."""
     scheme, _ = split_url(url)
     if scheme == "sqlite":
         from freshrec.catalog.sqlite import SQLiteCatalog
 
         return SQLiteCatalog(sqlite_path(url), synchronous=synchronous)
-    raise ValueError(f"unknown catalog URL scheme {scheme!r} in {url!r}; supported: sqlite")
+    if scheme in ("redis", "rediss"):
+        from freshrec.catalog.redis import RedisCatalog
+
+        return RedisCatalog(connect_redis(url))
+    raise ValueError(f"unknown catalog URL scheme {scheme!r} in {url!r}; supported: sqlite, redis")
