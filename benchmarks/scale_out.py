@@ -4,8 +4,8 @@
     python benchmarks/scale_out.py --quick
 
 A Kafka-protocol broker (tansu, in-memory storage) and a redis-server (AOF on, fsync every second) are started
-on free loopback ports; the store is built on them (the event log a one-partition topic, live state, trending
-and event-id de-duplication in Redis) with an untrained default model (latency does not depend on the
+on free loopback ports; the store is built on them (the event log a one-partition topic; live state, trending,
+the catalogue and event-id de-duplication in Redis) with an untrained default model (latency does not depend on the
 weights), and `freshrec serve` processes (online trainer off) run against it:
 
 1. **Ingestion**: closed-loop clients post batches of 1,000 events to one worker; an event is acknowledged
@@ -131,6 +131,7 @@ def main() -> None:
     env = {
         "FRESHREC_STORAGE__EVENT_LOG_URL": broker.url("bench-events"),
         "FRESHREC_STORAGE__STATE_URL": redis_server.url,
+        "FRESHREC_STORAGE__CATALOG_URL": redis_server.url,
         "FRESHREC_SERVING__TORCH_THREADS": "1",
     }
     os.environ.update(env)  # the store is built in a child process, which reads them
@@ -160,7 +161,7 @@ def main() -> None:
                     rows = capacity(server, args)
                 result[f"workers_{workers}"] = {"rates": rows, "best_rate_within_p99_50ms": best_rate(rows)}
         # the embedded default on the same catalogue and users, for reference
-        for key in ("FRESHREC_STORAGE__EVENT_LOG_URL", "FRESHREC_STORAGE__STATE_URL"):
+        for key in ("FRESHREC_STORAGE__EVENT_LOG_URL", "FRESHREC_STORAGE__STATE_URL", "FRESHREC_STORAGE__CATALOG_URL"):
             os.environ.pop(key)
         with tempfile.TemporaryDirectory(prefix="freshrec-embedded-") as tmp:
             data = Path(tmp) / "data"
