@@ -65,6 +65,14 @@ class RedisServer:
         )
         _wait_for_port(self.port, self.proc, "redis-server")
 
+    def halt(self) -> None:
+        """Stop the server, keeping its data (:meth:`start` brings it back on the same port)."""
+        self.proc.terminate()
+        self.proc.wait(10)
+
+    def start(self) -> None:
+        self._start()
+
     def restart(self, kill: bool = False) -> None:
         """Stop the server (SIGKILL with ``kill``: no shutdown, only what the AOF already holds survives) and
         start it again on the same port and data."""

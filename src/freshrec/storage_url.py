@@ -6,8 +6,9 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-#: Seconds a Redis call keeps retrying while Redis restarts (it refuses connections, then loads its data).
-REDIS_RETRY_S = 30.0
+#: Seconds a Redis call keeps retrying while Redis restarts (it refuses connections, then loads its data);
+#: after that the request answers 503 and the client retries.
+REDIS_RETRY_S = 5.0
 
 
 def split_url(url: str) -> tuple[str, str]:

@@ -155,3 +155,41 @@ def test_an_unresponsive_broker_answers_503_and_recovers_by_itself(
             log.close()
     finally:
         broker.stop()
+
+
+def test_redis_down_answers_503_then_recovers_by_itself(tmp_path: Path, server_factory) -> None:
+    redis_server = RedisServer()  # its own: this test stops it
+    try:
+        server = server_factory(tmp_path / "data", env={"FRESHREC_STORAGE__STATE_URL": redis_server.url})
+        with httpx.Client(timeout=60) as client:
+
+            def post(event_id: str, item: str) -> httpx.Response:
+                body = {"user_id": "u", "item_id": item, "type": "view", "event_id": event_id}
+                return client.post(f"{server.url}/v1/events", json=body)
+
+            assert post("e1", "a").status_code == 200
+            redis_server.halt()
+            refused = post("e2", "b")
+            assert refused.status_code == 503 and "state" in refused.json()["detail"]
+            assert client.get(f"{server.url}/v1/users/u/recommendations").status_code == 503
+            redis_server.start()
+            assert post("e3", "c").status_code == 200
+            assert post("e2", "b").json()["duplicates"] == 1  # the log had it: the retry is not stored twice
+            sequence = [s["item_id"] for s in client.get(f"{server.url}/v1/users/u").json()["sequence"]]
+            assert sequence == ["a", "b", "c"]  # what the log holds, in its order
+    finally:
+        redis_server.stop()
+
+
+def test_serve_with_two_workers_answers_consistently(tmp_path: Path, server_factory, empty_redis: str) -> None:
+    """`freshrec serve --workers 2` on one port: whichever worker takes a request, it reads what the other
+    acknowledged (a fresh connection per request, so the kernel spreads them over both)."""
+    server = server_factory(
+        tmp_path / "data", env={"FRESHREC_STORAGE__STATE_URL": empty_redis}, args=["--workers", "2"]
+    )
+    for n in range(40):
+        body = {"user_id": f"u{n % 4}", "item_id": f"i{n}", "type": "view"}
+        assert httpx.post(f"{server.url}/v1/events", json=body, timeout=30).status_code == 200
+        state = httpx.get(f"{server.url}/v1/users/u{n % 4}", timeout=30).json()
+        assert state["sequence"][-1]["item_id"] == f"i{n}"
+    assert httpx.get(f"{server.url}/health", timeout=30).json()["last_offset"] == 40
