@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -25,6 +26,16 @@ def scaled_env(broker: KafkaBroker, redis_url: str) -> dict[str, str]:
         "FRESHREC_STORAGE__EVENT_LOG_URL": broker.url(f"events-{uuid.uuid4().hex[:10]}"),
         "FRESHREC_STORAGE__STATE_URL": redis_url,
     }
+
+
+def poster(client: httpx.Client, url: str) -> Callable[[str, str], httpx.Response]:
+    """POSTs user u's view of an item under an event id."""
+
+    def post(event_id: str, item: str) -> httpx.Response:
+        body = {"user_id": "u", "item_id": item, "type": "view", "event_id": event_id}
+        return client.post(f"{url}/v1/events", json=body)
+
+    return post
 
 
 def test_sigkill_one_of_two_workers_under_load_loses_no_acknowledged_event(
@@ -126,11 +137,7 @@ def test_an_unresponsive_broker_answers_503_and_recovers_by_itself(
         env = scaled_env(broker, empty_redis)
         server = server_factory(tmp_path / "data", env=env)
         with httpx.Client(timeout=60) as client:
-
-            def post(event_id: str, item: str) -> httpx.Response:
-                body = {"user_id": "u", "item_id": item, "type": "view", "event_id": event_id}
-                return client.post(f"{server.url}/v1/events", json=body)
-
+            post = poster(client, server.url)
             assert post("e1", "a").status_code == 200
             broker.pause()
             try:
@@ -162,11 +169,7 @@ def test_redis_down_answers_503_then_recovers_by_itself(tmp_path: Path, server_f
     try:
         server = server_factory(tmp_path / "data", env={"FRESHREC_STORAGE__STATE_URL": redis_server.url})
         with httpx.Client(timeout=60) as client:
-
-            def post(event_id: str, item: str) -> httpx.Response:
-                body = {"user_id": "u", "item_id": item, "type": "view", "event_id": event_id}
-                return client.post(f"{server.url}/v1/events", json=body)
-
+            post = poster(client, server.url)
             assert post("e1", "a").status_code == 200
             redis_server.halt()
             refused = post("e2", "b")

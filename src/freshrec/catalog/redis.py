@@ -17,8 +17,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
+from freshrec.catalog.mirror import CatalogMirror
 from freshrec.schema import CatalogItem, ItemIn
 
 _FIELDS = ("title", "text", "categories", "attributes", "available")
@@ -55,7 +54,7 @@ return out
 """
 
 
-class RedisCatalog:
+class RedisCatalog(CatalogMirror):
     """Items and id map in Redis. See :class:`freshrec.catalog.base.Catalog` and the module docstring.
 
     Example
@@ -71,11 +70,7 @@ class RedisCatalog:
         self._keys = [prefix + k for k in ("map", "ids", "seq", "chg", "mtime")]
         self._upsert = client.register_script(_UPSERT)
         self._lock = threading.RLock()
-        self._ids: list[str] = []
-        self._index: dict[str, int] = {}
-        self._titles: list[str | None] = []
-        self._categories: list[list[str]] = []
-        self._available = np.zeros(1, dtype=bool)
+        CatalogMirror.__init__(self)
         self._seq = 0
         #: Bumped on every change, so callers can cache derived arrays (e.g. the availability mask).
         self.version = 0
@@ -90,26 +85,16 @@ class RedisCatalog:
                 return False
             new_ids = [i.decode() for i in self.client.lrange(self._keys[1], len(self._ids), -1)]
             changed = [int(i) for i in self.client.zrangebyscore(self._keys[3], self._seq + 1, seq)]
-            known = len(self._ids)
-            for n, item_id in enumerate(new_ids, start=known + 1):
-                self._ids.append(item_id)
-                self._index[item_id] = n
-                self._titles.append(None)
-                self._categories.append([])
-            need = len(self._ids) + 1
-            if need > self._available.shape[0]:
-                grown = np.zeros(max(need, 2 * self._available.shape[0]), dtype=bool)
-                grown[: self._available.shape[0]] = self._available
-                self._available = grown
-            self._available[known + 1 : need] = True
+            for item_id in new_ids:  # their fields come with the changed items below
+                self._append(item_id, None, [], True)
             changed = [i for i in changed if i <= len(self._ids)]
             pipe = self.client.pipeline(transaction=False)
             for idx in changed:
                 pipe.hmget(self.prefix + f"item:{idx}", "title", "categories", "available")
             for idx, (title, categories, available) in zip(changed, pipe.execute(), strict=True):
-                self._titles[idx - 1] = json.loads(title or b"null")
-                self._categories[idx - 1] = json.loads(categories or b"[]")
-                self._available[idx] = json.loads(available or b"true")
+                self._set(
+                    idx, json.loads(title or b"null"), json.loads(categories or b"[]"), json.loads(available or b"true")
+                )
             self._seq = seq
             self.version += 1
             return True
@@ -150,9 +135,6 @@ class RedisCatalog:
 
     # ---- reading ---------------------------------------------------------------------------------
 
-    def __len__(self) -> int:
-        return len(self._ids)
-
     def get(self, ids: Sequence[str]) -> list[CatalogItem | None]:
         if any(i not in self._index for i in ids):
             self.refresh()
@@ -185,26 +167,6 @@ class RedisCatalog:
 
     def updated_since(self, ts: float) -> list[int]:
         return [int(i) for i in self.client.zrangebyscore(self._keys[4], f"({ts!r}", "+inf")]
-
-    def external_ids(self) -> list[str]:
-        return list(self._ids)
-
-    def external_id(self, idx: int) -> str:
-        return self._ids[idx - 1]
-
-    def title(self, idx: int) -> str | None:
-        return self._titles[idx - 1]
-
-    def titles(self) -> list[str | None]:
-        return list(self._titles)
-
-    def categories(self, idx: int) -> list[str]:
-        return self._categories[idx - 1]
-
-    def available_mask(self) -> np.ndarray:
-        mask = self._available[: len(self._ids) + 1].copy()
-        mask[0] = False
-        return mask
 
     def close(self) -> None:
         self.client.close()

@@ -14,8 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
+from freshrec.catalog.mirror import CatalogMirror
 from freshrec.schema import CatalogItem, ItemIn
 from freshrec.storage_url import connect_sqlite
 
@@ -34,7 +33,7 @@ CREATE TABLE IF NOT EXISTS items (
 _CONTENT_FIELDS = ("title", "text", "categories", "attributes", "available")
 
 
-class SQLiteCatalog:
+class SQLiteCatalog(CatalogMirror):
     """Items and id map in SQLite. See :class:`freshrec.catalog.base.Catalog`.
 
     Example
@@ -55,11 +54,7 @@ class SQLiteCatalog:
         self._conn = connect_sqlite(self.path, synchronous)
         self._conn.executescript(_SCHEMA)
         self._lock = threading.RLock()
-        self._ids: list[str] = []
-        self._index: dict[str, int] = {}
-        self._titles: list[str | None] = []
-        self._categories: list[list[str]] = []
-        self._available = np.zeros(1, dtype=bool)
+        CatalogMirror.__init__(self)
         #: Bumped on every change, so callers can cache derived arrays (e.g. the availability mask).
         self.version = 0
         self._data_version = self._conn.execute("PRAGMA data_version").fetchone()[0]
@@ -72,25 +67,12 @@ class SQLiteCatalog:
         rows = self._conn.execute(
             "SELECT idx, item_id, title, categories, available FROM items WHERE idx > ? ORDER BY idx", (idx,)
         ).fetchall()
-        for row_idx, item_id, title, categories, _available in rows:
+        for row_idx, item_id, title, categories, available in rows:
             if row_idx != len(self._ids) + 1:
                 raise RuntimeError(f"catalog {self.path} has a gap at index {len(self._ids) + 1}")
-            self._ids.append(item_id)
-            self._index[item_id] = row_idx
-            self._titles.append(title)
-            self._categories.append(json.loads(categories))
-        self._grow_available()
-        for row_idx, _, _, _, available in rows:
-            self._available[row_idx] = bool(available)
+            self._append(item_id, title, json.loads(categories), bool(available))
         if rows:
             self.version += 1
-
-    def _grow_available(self) -> None:
-        need = len(self._ids) + 1
-        if need > self._available.shape[0]:
-            grown = np.zeros(max(need, 2 * self._available.shape[0]), dtype=bool)
-            grown[: self._available.shape[0]] = self._available
-            self._available = grown
 
     def _claim(self, cur: sqlite3.Cursor, item_ids: Sequence[str]) -> None:
         """Create rows for ids not yet stored (inside the caller's transaction) and mirror them."""
@@ -110,9 +92,6 @@ class SQLiteCatalog:
         self._load_after(len(self._ids))
 
     # ---- Catalog protocol ------------------------------------------------------------------------
-
-    def __len__(self) -> int:
-        return len(self._ids)
 
     def internal_id(self, item_id: str, create: bool = True) -> int | None:
         idx = self.internal_ids([item_id], create=create)[0]
@@ -196,16 +175,13 @@ class SQLiteCatalog:
                 (since - 1.0, known),
             ).fetchall()
             for idx, title, categories, available in changed:
-                self._titles[idx - 1] = title
-                self._categories[idx - 1] = json.loads(categories)
-                self._available[idx] = bool(available)
+                self._set(idx, title, json.loads(categories), bool(available))
             self.version += 1
             return True
 
     def _reload(self) -> None:
         version = self.version
-        self._ids, self._index, self._titles, self._categories = [], {}, [], []
-        self._available = np.zeros(1, dtype=bool)
+        CatalogMirror.__init__(self)
         self._load_after(0)
         self.version = version + 1
 
@@ -240,26 +216,6 @@ class SQLiteCatalog:
     def updated_since(self, ts: float) -> list[int]:
         with self._lock:
             return [r[0] for r in self._conn.execute("SELECT idx FROM items WHERE updated_at > ?", (ts,))]
-
-    def external_ids(self) -> list[str]:
-        return list(self._ids)
-
-    def external_id(self, idx: int) -> str:
-        return self._ids[idx - 1]
-
-    def title(self, idx: int) -> str | None:
-        return self._titles[idx - 1]
-
-    def titles(self) -> list[str | None]:
-        return list(self._titles)
-
-    def categories(self, idx: int) -> list[str]:
-        return self._categories[idx - 1]
-
-    def available_mask(self) -> np.ndarray:
-        mask = self._available[: len(self._ids) + 1].copy()
-        mask[0] = False
-        return mask
 
     def close(self) -> None:
         with self._lock:
