@@ -50,6 +50,7 @@ async def _both(urls: list[str], clients: int, duration: float) -> list[dict]:
 def ingestion(a: Server, b: Server, args: argparse.Namespace) -> dict:
     """Single-event POSTs, then batches of 1,000 from ``args.clients`` closed-loop clients to one worker, then
     split over two (single POSTs first, so their tail is not the bulk phases' aftermath)."""
+    single_posts(a.url, args.rate, min(2.0, args.duration))  # warm-up, not counted: first connections, lazy set-up
     single = single_posts(a.url, args.rate, args.duration)
     one = asyncio.run(closed_loop(a.url, 1000, args.clients, args.duration, a.log))
     two = asyncio.run(_both([a.url, b.url], args.clients, args.duration))

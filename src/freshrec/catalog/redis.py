@@ -23,7 +23,8 @@ from freshrec.schema import CatalogItem, ItemIn
 _FIELDS = ("title", "text", "categories", "attributes", "available")
 
 # KEYS: map, ids, seq, chg, mtime. ARGV: item key prefix, now, then per item: id, number of fields, the fields
-# and their JSON values. Returns per item its index, then how many items were created.
+# and their JSON values. Returns per item its index (negative when this call created it), then how many items
+# were created, then the change counter.
 _UPSERT = """
 local prefix, now = ARGV[1], ARGV[2]
 local out, created, pos = {}, 0, 3
@@ -46,10 +47,11 @@ while pos <= #ARGV do
     redis.call('ZADD', KEYS[5], now, idx)
     redis.call('ZADD', KEYS[4], redis.call('INCR', KEYS[3]), idx)
   end
-  out[#out + 1] = tonumber(idx)
+  if fresh then out[#out + 1] = -tonumber(idx) else out[#out + 1] = tonumber(idx) end
   pos = pos + 2 + 2 * n
 end
 out[#out + 1] = created
+out[#out + 1] = tonumber(redis.call('GET', KEYS[3]) or '0')
 return out
 """
 
@@ -105,9 +107,34 @@ class RedisCatalog(CatalogMirror):
         args: list[Any] = [self.prefix + "item:", repr(time.time())]
         for item_id, fields in rows:
             args += [item_id, len(fields) // 2, *fields]
-        *idx, created = self._upsert(keys=self._keys, args=args)
-        self.refresh()
-        return [int(i) for i in idx], int(created)
+        *signed, created, seq = (int(v) for v in self._upsert(keys=self._keys, args=args))
+        with self._lock:
+            if not self._mirror_own(rows, signed, seq):
+                self.refresh()  # another process changed the catalogue too: read everything since
+        return [abs(i) for i in signed], created
+
+    def _mirror_own(self, rows: list[tuple[str, list[str]]], signed: list[int], seq: int) -> bool:
+        """Mirror this write without reading it back, when it is the only change since the last refresh
+        (the change counter moved by exactly its own changes); False when it is not."""
+        changes = sum(1 for (_, fields), i in zip(rows, signed, strict=True) if i < 0 or fields)
+        if seq != self._seq + changes:
+            return False
+        for (item_id, fields), i in zip(rows, signed, strict=True):
+            if i < 0:
+                i = -i
+                assert i == len(self._ids) + 1, "indices are handed out in order"
+                self._append(item_id, None, [], True)
+            if fields:
+                given = dict(zip(fields[::2], (json.loads(v) for v in fields[1::2]), strict=True))
+                self._set(
+                    i,
+                    given.get("title", self._titles[i - 1]),
+                    given.get("categories", self._categories[i - 1]),
+                    given.get("available", bool(self._available[i])),
+                )
+        self._seq = seq
+        self.version += 1
+        return True
 
     def upsert(self, items: Sequence[ItemIn]) -> tuple[list[int], int]:
         rows = []
