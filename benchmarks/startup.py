@@ -14,10 +14,8 @@ followed by reading 1,000 users' state.
 from __future__ import annotations
 
 import argparse
-import shutil
-import socket
 import statistics
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,32 +25,8 @@ from freshrec.engine import build_engine
 from freshrec.schema import EventRecord
 from machine import ROOT, write_json
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_redis(work: Path) -> tuple[subprocess.Popen, str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise SystemExit("redis-server is not installed (Debian package redis-server; `make servers`)")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(work), "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc, f"redis://127.0.0.1:{port}/0"
-        except OSError:
-            time.sleep(0.02)
-    proc.kill()
-    raise SystemExit("redis-server did not start")
+sys.path.insert(0, str(ROOT))
+from tests.servers import RedisServer
 
 
 def main() -> None:
@@ -66,13 +40,11 @@ def main() -> None:
     if args.quick:
         args.users, args.events_per_user, args.items = 200, 5, 100
     with tempfile.TemporaryDirectory(prefix="freshrec-startup-") as tmp:
-        work = Path(tmp)
-        redis_proc, redis_url = start_redis(work)
+        redis_server = RedisServer(aof=False)
         try:
-            result = run(work, redis_url, args)
+            result = run(Path(tmp), redis_server.url, args)
         finally:
-            redis_proc.terminate()
-            redis_proc.wait(10)
+            redis_server.stop()
     print(
         f"{result['events']:,} events: start with memory:// (rebuild) {result['memory_start_s']:.2f} s, "
         f"with redis:// {result['redis_start_s']:.2f} s; state read p50 {result['memory_get_ms_p50']:.3f} ms / "

@@ -33,13 +33,14 @@ def _wait_for_port(port: int, proc: subprocess.Popen, what: str, timeout: float 
 
 
 class RedisServer:
-    """``redis-server`` on a free port, with its data in a temporary directory (AOF on)."""
+    """``redis-server`` on a free port, with its data in a temporary directory (AOF on unless ``aof=False``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, aof: bool = True) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed: `make test` installs it (Debian package redis-server)")
         self.binary = binary
+        self.aof = aof
         self.port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="freshrec-redis-"))
         self.url = f"redis://127.0.0.1:{self.port}/0"
@@ -56,7 +57,7 @@ class RedisServer:
                 "--dir",
                 str(self.dir),
                 "--appendonly",
-                "yes",
+                "yes" if self.aof else "no",
                 "--save",
                 "",
             ],
