@@ -2,9 +2,11 @@
 
     python benchmarks/scale_out.py              # 100,000 items, 10,000 users x 50 events
     python benchmarks/scale_out.py --quick
+    python benchmarks/scale_out.py --partitions 3 --phases freshness,ingestion \
+        --out benchmarks/results/scale_out_3_partitions.json
 
 A Kafka-protocol broker (tansu, in-memory storage) and a redis-server (AOF on, fsync every second) are started
-on free loopback ports; the store is built on them (the event log a one-partition topic; live state, trending,
+on free loopback ports; the store is built on them (the event log a topic of ``--partitions``; live state, trending,
 the catalogue and event-id de-duplication in Redis) with an untrained default model (latency does not depend on the
 weights), and `freshrec serve` processes (online trainer off) run against it:
 
@@ -122,6 +124,13 @@ def main() -> None:
     )
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--probes", type=int, default=500)
+    parser.add_argument("--partitions", type=int, default=1, help="partitions of the event topic")
+    parser.add_argument(
+        "--phases",
+        type=lambda s: set(s.split(",")),
+        default={"freshness", "ingestion", "capacity"},
+        help="comma-separated: freshness, ingestion, capacity (one worker against two, and the embedded default)",
+    )
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scale_out.json")
     args = parser.parse_args()
@@ -130,13 +139,14 @@ def main() -> None:
         args.duration, args.rates, args.clients, args.rate = 1.0, [20.0], 2, 20.0
     broker, redis_server = KafkaBroker(), RedisServer()
     env = {
-        "FRESHREC_STORAGE__EVENT_LOG_URL": broker.url("bench-events"),
+        "FRESHREC_STORAGE__EVENT_LOG_URL": broker.url(f"bench-events?partitions={args.partitions}"),
         "FRESHREC_STORAGE__STATE_URL": redis_server.url,
         "FRESHREC_STORAGE__CATALOG_URL": redis_server.url,
         "FRESHREC_SERVING__TORCH_THREADS": "1",
     }
     os.environ.update(env)  # the store is built in a child process, which reads them
     result: dict = {"items": args.items, "users": args.users, "events": args.users * args.events_per_user}
+    result["partitions"] = args.partitions
     result["cpu_cores"] = os.cpu_count()
     try:
         with tempfile.TemporaryDirectory(prefix="freshrec-scale-") as tmp:
@@ -146,36 +156,38 @@ def main() -> None:
             result["store_build_s"] = time.perf_counter() - t0
             print(f"store on Kafka + Redis built in {result['store_build_s']:.0f} s")
             with Server(data, env) as a, Server(data, env) as b:
-                result["freshness"] = freshness(a, b, args)
-                f = result["freshness"]
-                print(f"worker A 2xx -> worker B reflects: p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms")
-                result["ingestion"] = ingestion(a, b, args)
-                i = result["ingestion"]
-                print(
-                    f"ingestion, batched: {i['batched_one_worker']['events_per_second']:,.0f} events/s to one worker, "
-                    f"{i['batched_two_workers']['events_per_second']:,.0f} to two; single POST "
-                    f"p50 {i['single_post']['p50_ms']:.2f} ms, p99 {i['single_post']['p99_ms']:.2f} ms"
-                )
-            for workers in (1, 2):
+                if "freshness" in args.phases:
+                    result["freshness"] = f = freshness(a, b, args)
+                    print(f"worker A 2xx -> worker B reflects: p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms")
+                if "ingestion" in args.phases:
+                    result["ingestion"] = i = ingestion(a, b, args)
+                    print(
+                        f"ingestion, batched: {i['batched_one_worker']['events_per_second']:,.0f} events/s to one "
+                        f"worker, {i['batched_two_workers']['events_per_second']:,.0f} to two; single POST "
+                        f"p50 {i['single_post']['p50_ms']:.2f} ms, p99 {i['single_post']['p99_ms']:.2f} ms"
+                    )
+            for workers in (1, 2) if "capacity" in args.phases else ():
                 print(f"{workers} worker(s) on Kafka + Redis:")
                 with Server(data, env, args=["--workers", str(workers)]) as server:
                     rows = capacity(server, args)
                 result[f"workers_{workers}"] = {"rates": rows, "best_rate_within_p99_50ms": best_rate(rows)}
-        # the embedded default on the same catalogue and users, for reference
-        for key in ("FRESHREC_STORAGE__EVENT_LOG_URL", "FRESHREC_STORAGE__STATE_URL", "FRESHREC_STORAGE__CATALOG_URL"):
-            os.environ.pop(key)
-        with tempfile.TemporaryDirectory(prefix="freshrec-embedded-") as tmp:
-            data = Path(tmp) / "data"
-            build_store(data, args.items, args.users, args.events_per_user)
-            print("1 worker, embedded (SQLite log, state in memory):")
-            with Server(data, {"FRESHREC_SERVING__TORCH_THREADS": "1"}) as server:
-                rows = capacity(server, args)
-            result["embedded"] = {"rates": rows, "best_rate_within_p99_50ms": best_rate(rows)}
+        if "capacity" in args.phases:  # the embedded default on the same catalogue and users, for reference
+            for key in env:
+                if key != "FRESHREC_SERVING__TORCH_THREADS":
+                    os.environ.pop(key)
+            with tempfile.TemporaryDirectory(prefix="freshrec-embedded-") as tmp:
+                data = Path(tmp) / "data"
+                build_store(data, args.items, args.users, args.events_per_user)
+                print("1 worker, embedded (SQLite log, state in memory):")
+                with Server(data, {"FRESHREC_SERVING__TORCH_THREADS": "1"}) as server:
+                    rows = capacity(server, args)
+                result["embedded"] = {"rates": rows, "best_rate_within_p99_50ms": best_rate(rows)}
     finally:
         broker.stop()
         redis_server.stop()
-    one, two, embedded = (result[k]["best_rate_within_p99_50ms"] for k in ("workers_1", "workers_2", "embedded"))
-    print(f"best rate within p99 50 ms: one worker {one:.0f}/s, two {two:.0f}/s; embedded {embedded:.0f}/s")
+    if "capacity" in args.phases:
+        one, two, embedded = (result[k]["best_rate_within_p99_50ms"] for k in ("workers_1", "workers_2", "embedded"))
+        print(f"best rate within p99 50 ms: one worker {one:.0f}/s, two {two:.0f}/s; embedded {embedded:.0f}/s")
     write_json(args.out, {"benchmark": "scale_out", **result})
 
 

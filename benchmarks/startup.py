@@ -88,7 +88,7 @@ def run(work: Path, redis_url: str, args: argparse.Namespace) -> dict:
                 times.append((time.perf_counter() - t1) * 1000)
                 assert snap is not None and len(snap.items) == min(args.events_per_user, 200)
             out[f"{name}_get_ms_p50"] = statistics.median(times)
-            out[f"{name}_applied_offset"] = engine.state.applied_offset
+            out[f"{name}_applied_offset"] = engine.state.applied()[0]
         finally:
             engine.close()
     return out

@@ -31,7 +31,7 @@ def test_concurrent_appends_each_get_their_own_offsets_and_state(engine: Engine)
         logged = {e.offset: e for e in engine.event_log.user_events(f"u{t}")}
         assert [logged[o].item_id for o in acks[t]] == [f"i{t}-{n}" for n in range(25)]
         assert engine.state.get(f"u{t}").items.size == 25
-    assert engine.state.applied_offset == 200
+    assert engine.state.applied()[0] == 200
 
 
 def test_a_bad_batch_fails_only_its_caller(engine: Engine) -> None:

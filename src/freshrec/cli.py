@@ -16,6 +16,7 @@ from rich.table import Table
 
 from freshrec.config import Settings, load_settings
 from freshrec.errors import FreshrecError
+from freshrec.position import describe
 
 app = typer.Typer(
     name="freshrec",
@@ -461,7 +462,7 @@ def ingest(
     try:
         if once:
             engine.catch_up()
-            engine.event_log.commit(INGEST_GROUP, engine.state.applied_offset)
+            engine.event_log.commit(INGEST_GROUP, engine.state.applied(engine.event_log.partitions))
         else:
             console.print(f"following {settings.storage.resolved_event_log_url()} into {settings.storage.state_url}")
             engine.follow(stop)
@@ -469,7 +470,7 @@ def ingest(
         pass
     finally:
         console.print(
-            f"applied offset {engine.state.applied_offset}; {len(engine.state)} users; "
+            f"applied {describe(engine.state.applied(engine.event_log.partitions))}; {len(engine.state)} users; "
             f"{engine.skipped_events} malformed events skipped"
         )
         engine.close()
@@ -507,14 +508,14 @@ def trainer(
         if stop.is_set():
             return
         online = OnlineTrainer(stores)
-        console.print(f"online trainer from {online.state.base_version} at offset {online.state.committed_offset}")
+        console.print(f"online trainer from {online.state.base_version} at {describe(online.state.committed)}")
         batches = 0
         if once:
             while online.poll(force=True) is not None:
                 batches += 1
         else:
             batches = online.run(stop, max_batches)
-        console.print(f"trained {batches} micro-batches; committed offset {online.state.committed_offset}")
+        console.print(f"trained {batches} micro-batches; committed {describe(online.state.committed)}")
     except KeyboardInterrupt:
         pass
     finally:

@@ -42,7 +42,8 @@ class StorageSettings(_Section):
     event_log_url: str | None = Field(
         None,
         description="Event log URL: sqlite:///PATH (default sqlite:///<data_dir>/events.db) or "
-        "kafka://HOST:PORT[,HOST:PORT...]/TOPIC (a one-partition topic, created when missing).",
+        "kafka://HOST:PORT[,HOST:PORT...]/TOPIC[?partitions=N] (keyed by user id; a topic that is missing is "
+        "created with N partitions, default 1).",
     )
     catalog_url: str | None = Field(
         None,

@@ -20,6 +20,7 @@ from freshrec.config import Settings
 from freshrec.errors import InvalidInput, NotFound, Unavailable
 from freshrec.model.gate import GateLog
 from freshrec.model.registry import ModelNotFoundError
+from freshrec.position import Cursor, behind, local, partition_of, total
 from freshrec.ranking.features import POPULARITY_HALF_LIVES
 from freshrec.ranking.ranker import load_ranker
 from freshrec.recommend import TRENDING_REFRESH_S, Recommender
@@ -220,27 +221,39 @@ class Engine:
                     fresh.append(rec)
             if not fresh:
                 return
-            applied = self._applied_before(fresh[0].offset)
-            contiguous = fresh[0].offset == applied + 1 and fresh[-1].offset - fresh[0].offset == len(fresh) - 1
-            if contiguous:
-                self._apply(fresh)
-            elif fresh[-1].offset > applied:
-                # another process wrote to the log too: replay everything we have not applied
-                self._catch_up_locked(progress=False)
+            parts: dict[int, list[EventRecord]] = {}  # per partition, in offset order
+            for rec in fresh:
+                parts.setdefault(partition_of(rec.offset), []).append(rec)
+            self._fold_parts(fresh, parts)
 
-    def _applied_before(self, first: int) -> int:
-        """The applied offset, once it has reached ``first - 1`` if it will. In state shared by several
-        workers, the events just before ``first`` were usually appended by another worker that is folding them
-        now: waiting a moment for it keeps every worker folding only its own batches, where reading them back
-        from the log would make each worker fold the others' too."""
-        applied = self.state.applied_offset
-        if not self.state.shared or applied >= first - 1:
-            return applied
+    def _fold_parts(self, fresh: list[EventRecord], parts: dict[int, list[EventRecord]]) -> None:
+        """Fold each partition's share of an appended group once the applied offset has reached the event
+        just before it. In state shared by several workers, those events were usually appended by another
+        worker that is folding them now: waiting a moment for it (up to :data:`GAP_WAIT_S`) keeps every worker
+        folding only its own batches, where reading them back from the log would make each worker fold the
+        others' too. Partitions are folded as they become ready, so two workers whose batches interleave in
+        opposite orders in two partitions do not wait on each other."""
+        partitions = self.event_log.partitions
         deadline = time.monotonic() + GAP_WAIT_S
-        while applied < first - 1 and time.monotonic() < deadline:
-            time.sleep(0.0005)
-            applied = self.state.applied_offset
-        return applied
+        while parts:
+            applied = self.state.applied(partitions)
+            ready: set[int] = set()
+            for p, recs in list(parts.items()):
+                if recs[-1].offset <= applied[p]:
+                    del parts[p]  # another worker folded them from the log
+                elif recs[0].offset == applied[p] + 1 and recs[-1].offset - recs[0].offset == len(recs) - 1:
+                    ready.add(p)
+            if ready:
+                self._apply([r for r in fresh if partition_of(r.offset) in ready])
+                for p in ready:
+                    del parts[p]
+            elif parts:
+                if not self.state.shared or time.monotonic() >= deadline:
+                    # another process wrote to the log too (or the worker before us died): replay what we
+                    # have not applied
+                    self._catch_up_locked(progress=False)
+                    return
+                time.sleep(0.0005)
 
     @contextmanager
     def _quiet(self) -> Iterator[None]:
@@ -266,33 +279,39 @@ class Engine:
             return self._catch_up_locked(progress)
 
     def _catch_up_locked(self, progress: bool) -> int:
-        pending = max(0, self.event_log.last_offset() - self.state.applied_offset)
+        partitions = self.event_log.partitions
+        cursor = self.state.applied(partitions)
+        pending = behind(cursor, self.event_log.ends())
         applied = 0
         with tqdm(
             total=pending, desc="rebuilding user state", unit="ev", disable=not progress or not pending, leave=False
         ) as bar:
-            while True:
-                page = self.event_log.read(self.state.applied_offset, 50_000)
-                if not page:
-                    break
-                good = [r for r in page if self._foldable(r)]
-                if good:
-                    self._apply(good)
-                if not good or good[-1].offset != page[-1].offset:
-                    self.state.skip_to(page[-1].offset)  # the page ended on skipped events: step past them
-                applied += len(good)
-                bar.update(len(page))
+            for p in range(partitions):
+                after = cursor[p]
+                while True:
+                    page = self.event_log.read(after, 50_000)
+                    if not page:
+                        break
+                    good = [r for r in page if self._foldable(r)]
+                    if good:
+                        self._apply(good)
+                    if not good or good[-1].offset != page[-1].offset:
+                        self.state.skip_to(page[-1].offset)  # the page ended on skipped events: step past them
+                    applied += len(good)
+                    bar.update(len(page))
+                    # another worker may have folded further meanwhile: go on from the furthest point
+                    after = max(page[-1].offset, self.state.applied(p + 1)[p])
         return applied
 
     def follow(self, stop: threading.Event, poll_s: float = 0.05) -> None:
         """Fold the events other producers write to the log into live state until ``stop`` is set, committing
         the applied offset under :data:`INGEST_GROUP` (``freshrec ingest``: the stream processor's role).
         Idempotent: an event some worker applied already is not folded again."""
-        committed: int | None = None
+        committed: Cursor | None = None
         while not stop.is_set():
             try:
                 folded = self.catch_up()
-                applied = self.state.applied_offset
+                applied = self.state.applied(self.event_log.partitions)
                 if applied != committed:
                     self.event_log.commit(INGEST_GROUP, applied)
                     committed = applied
@@ -307,7 +326,12 @@ class Engine:
         problem = foreign_record_problem(rec, self.settings.events, self.types)
         if problem is not None:
             self.skipped_events += 1
-            log.warning("skipping logged event at offset %d: %s", rec.offset, problem)
+            log.warning(
+                "skipping logged event at offset %d of partition %d: %s",
+                local(rec.offset),
+                partition_of(rec.offset),
+                problem,
+            )
         return problem is None
 
     def _apply(self, records: Sequence[EventRecord]) -> None:
@@ -469,10 +493,12 @@ class Engine:
 
     def health(self) -> Health:
         serving = self.recommender.serving
+        applied = self.state.applied(self.event_log.partitions)
         return Health(
             status="ok",
             model_version=serving.version if serving else None,
-            last_offset=self.state.applied_offset,
+            last_offset=total(applied),
+            applied_offsets=[local(o) for o in applied],
             users=len(self.state),
             items=len(self.catalog),
             torch_threads=torch.get_num_threads(),

@@ -8,6 +8,7 @@ rebuilt to train.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ from freshrec.model.registry import LoadedModel
 from freshrec.model.rowmap import RowMap
 from freshrec.model.sasrec import SASRec, SASRecConfig
 from freshrec.model.train import FitResult, Trainer
+from freshrec.position import as_cursor, base, describe, to_json
 from freshrec.ranking.collect import Requests, collect
 from freshrec.ranking.ranker import Ranker
 from freshrec.serving_model import ServingModel
@@ -60,14 +62,14 @@ def model_config(settings: Settings, num_items: int, num_types: int) -> SASRecCo
     )
 
 
-def read_sequences(stores: Stores, upto_offset: int | None = None, progress: bool = False) -> SequenceData:
-    """Every user's full sequence as the log holds it (up to ``upto_offset``)."""
+def read_sequences(stores: Stores, upto: Sequence[int] | int | None = None, progress: bool = False) -> SequenceData:
+    """Every user's full sequence as the log holds it (up to cursor ``upto``)."""
     return sequences_from_log(
         stores.event_log,
         stores.catalog,
         stores.types,
         collapse_repeats=stores.settings.state.collapse_repeats,
-        upto_offset=upto_offset,
+        upto=upto,
         progress=progress,
     )
 
@@ -166,7 +168,7 @@ def train_and_publish(
         "training": _training_record(fit, settings),
         "holdout": holdout,
         "kind": "warm-start" if warm_start else "full",
-        "offsets": {"from": 1, "to": data.max_offset},
+        "offsets": {"from": to_json([base(p) + 1 for p in range(len(data.position))]), "to": to_json(data.position)},
         # Rows of these items only ever served as softmax negatives: serving treats them as cold
         # (scored from content when they have it) and the content mapping is not fitted on them.
         "untrained_items": untrained,
@@ -219,7 +221,7 @@ def fit_ranker(
     training, so its scores there are not memorised), with what the fit did; ``None`` with fewer than
     :data:`MIN_RANKER_REQUESTS` requests."""
     back = 2 if holdout == "test" else 1
-    requests = collect(stores, serving, _entry_targets(data, back), data.max_offset, progress)
+    requests = collect(stores, serving, _entry_targets(data, back), data.position, progress)
     meta: dict[str, Any] = {"requests_asked": len(requests.targets), "candidate_recall": requests.recall}
     if len(requests.groups) < MIN_RANKER_REQUESTS:
         meta["skipped"] = f"{len(requests.groups)} requests, fewer than {MIN_RANKER_REQUESTS}"
@@ -248,7 +250,7 @@ def served_metrics(
 ) -> dict[str, float]:
     """The offline protocol on the served pipeline: each user's last event ranked by the ranker among the live
     sources' candidates (seen items excluded); an item that was not a candidate is a miss."""
-    requests = collect(stores, serving, _entry_targets(data, 1), data.max_offset, progress)
+    requests = collect(stores, serving, _entry_targets(data, 1), data.position, progress)
     return {**summarize(served_ranks(ranker, requests), DEFAULT_KS), "candidate_recall": requests.recall}
 
 
@@ -307,11 +309,12 @@ def evaluate_version(stores: Stores, version: str | None = None, progress: bool 
     meta = loaded.meta
     if meta.get("holdout") not in ("test", "valid"):
         raise ValueError(
-            f"version {loaded.version} was trained online on every event up to offset "
-            f"{meta.get('data', {}).get('max_offset')}, so no held-out event is left for the offline protocol; "
+            f"version {loaded.version} was trained online on every event up to "
+            f"{describe(as_cursor(meta.get('data', {}).get('max_offset')))}, so no held-out event is left for the "
+            "offline protocol; "
             "measure it with `freshrec replay`, or evaluate a version from `freshrec train`"
         )
-    data = read_sequences(stores, upto_offset=meta.get("data", {}).get("max_offset"), progress=progress)
+    data = read_sequences(stores, upto=meta.get("data", {}).get("max_offset"), progress=progress)
     split = leave_one_out(data, meta.get("holdout", "test"))
     # Evaluate in the model's own row space, so a version trained on another data directory works too.
     rows = RowMap.from_item_ids(stores.catalog, loaded.item_ids).rows

@@ -253,7 +253,10 @@ class ModelInfo(BaseModel):
     version: str | None
     kind: str | None = Field(None, description="full, warm-start or online.")
     parent: str | None = None
-    offsets: dict[str, int] = Field(default_factory=dict, description="Event-log offsets trained on.")
+    offsets: dict[str, int | list[int]] = Field(
+        default_factory=dict,
+        description="Event-log offsets trained on, from and to (one per partition with a partitioned log).",
+    )
     created_at: str | None = None
     config: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
@@ -264,7 +267,13 @@ class ModelInfo(BaseModel):
 class Health(BaseModel):
     status: Literal["ok"]
     model_version: str | None
-    last_offset: int = Field(description="Highest event-log offset folded into live state.")
+    last_offset: int = Field(
+        description="Events folded into live state, as log positions: the highest offset applied (with a "
+        "partitioned log, the sum over partitions of each one's)."
+    )
+    applied_offsets: list[int] = Field(
+        default_factory=list, description="Per event-log partition, the highest position folded into live state."
+    )
     users: int
     items: int
     torch_threads: int = Field(description="Intra-op threads of this process's model work (serving.torch_threads).")

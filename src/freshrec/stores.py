@@ -49,8 +49,8 @@ def open_stores(settings: Settings) -> Stores:
     >>> import tempfile
     >>> from freshrec.config import load_settings
     >>> stores = open_stores(load_settings(storage={"data_dir": tempfile.mkdtemp()}))
-    >>> stores.event_log.last_offset(), len(stores.catalog), stores.registry.current()
-    (0, 0, None)
+    >>> stores.event_log.ends(), len(stores.catalog), stores.registry.current()
+    ((0,), 0, None)
     >>> stores.close()
     """
     storage = settings.storage

@@ -1,4 +1,4 @@
-"""The EventLog contract, run against every backend (SQLite always; more backends join the list)."""
+"""The EventLog contract, run against every backend: SQLite, Kafka with one partition and with three."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from freshrec.events.base import EventLog, iter_events, open_event_log
+from freshrec.position import advance, base, local, partition_of, start
 from freshrec.schema import EventRecord
 
 Opener = Callable[[], EventLog]
@@ -21,6 +22,8 @@ def _opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
         url = f"sqlite:///{tmp_path}/events.db"
     else:
         url = request.getfixturevalue("kafka_broker").url(f"events-{uuid.uuid4().hex[:12]}")
+        if request.param == "kafka-3":
+            url += "?partitions=3"
         if request.param == "kafka+redis":
             shared = request.getfixturevalue("empty_redis")
 
@@ -34,7 +37,7 @@ def _opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
         log.close()
 
 
-@pytest.fixture(params=["sqlite", "kafka"])
+@pytest.fixture(params=["sqlite", "kafka", "kafka-3"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     yield from _opener(request, tmp_path)
 
@@ -49,23 +52,51 @@ def ev(user: str = "u1", item: str = "i1", ts: float = 1.0, event_id: str | None
     return EventRecord(0, user, item, kw.pop("type", "view"), ts, event_id=event_id, **kw)
 
 
+def items(log: EventLog, after=None) -> list[str]:
+    return [e.item_id for e in iter_events(log, after)]
+
+
 def test_offsets_increase_and_read_returns_in_order(opener: Opener) -> None:
     log = opener()
     first = log.append([ev(item="a"), ev(item="b")])
     second = log.append([ev(item="c")])
     offsets = [r.offset for r in first + second]
-    assert offsets == sorted(offsets) and len(set(offsets)) == 3 and offsets[0] >= 1
-    assert [e.item_id for e in log.read(0)] == ["a", "b", "c"]
+    assert offsets == sorted(offsets) and len(set(offsets)) == 3 and local(offsets[0]) >= 1
+    p = partition_of(offsets[0])  # one user: one partition
+    assert [e.item_id for e in log.read(base(p))] == items(log) == ["a", "b", "c"]
     assert [e.item_id for e in log.read(offsets[0], limit=1)] == ["b"]
-    assert log.last_offset() == offsets[-1]
+    assert len(log.ends()) == log.partitions and log.ends()[p] == offsets[-1]
     assert log.count() == 3
+
+
+def test_each_users_events_stay_in_order_in_one_partition(opener: Opener) -> None:
+    log = opener()
+    users = [f"user-{n}" for n in range(12)]
+    results = log.append([ev(u, f"{u}/{k}") for k in range(3) for u in users])
+    offsets = [r.offset for r in results]
+    assert len(set(offsets)) == len(offsets)
+    owners = [u for k in range(3) for u in users]
+    for u in users:
+        mine = [o for o, owner in zip(offsets, owners, strict=True) if owner == u]
+        assert mine == sorted(mine) and len({partition_of(o) for o in mine}) == 1
+    assert [e.item_id for e in log.user_events(users[0])] == [f"{users[0]}/{k}" for k in range(3)]
+    everything = list(iter_events(log))
+    assert sorted(e.offset for e in everything) == sorted(offsets)
+    for u in users:  # in log order, each user's events come in the order they were appended
+        assert [e.item_id for e in everything if e.user_id == u] == [f"{u}/{k}" for k in range(3)]
+    ends = log.ends()
+    for p in range(log.partitions):
+        mine = [o for o in offsets if partition_of(o) == p]
+        assert ends[p] == (max(mine) if mine else base(p))
+    if log.partitions > 1:  # keyed by user id: twelve users spread over the partitions
+        assert len({partition_of(o) for o in offsets}) > 1
 
 
 def test_appended_events_survive_reopen_with_all_fields(opener: Opener) -> None:
     log = opener()
     log.append([ev(value=4.5, context={"device": "ios"}, event_id="e1", type="rating")])
     log.close()
-    [e] = opener().read(0)
+    [e] = iter_events(opener())
     assert (e.user_id, e.item_id, e.type, e.ts, e.value, e.event_id, e.context) == (
         "u1",
         "i1",
@@ -85,7 +116,7 @@ def test_duplicate_event_ids_are_acknowledged_not_stored(ids_opener: Opener) -> 
     assert not again[1].duplicate
     assert again[2].duplicate and again[2].offset == again[1].offset
     assert log.count() == 2
-    assert [e.item_id for e in log.read(0)] == ["i1", "i1"]
+    assert items(log) == ["i1", "i1"]
 
 
 def test_events_without_event_id_are_never_deduplicated(ids_opener: Opener) -> None:
@@ -99,12 +130,12 @@ def test_user_events_and_delete_user(opener: Opener) -> None:
     log.append([ev("u1", "a"), ev("u2", "b"), ev("u1", "c")])
     assert [e.item_id for e in log.user_events("u1")] == ["a", "c"]
     assert [e.item_id for e in log.user_events("u1", limit=1)] == ["c"]
-    last = log.last_offset()
+    ends = log.ends()
     assert log.delete_user("u1") == 2
     assert log.user_events("u1") == []
     # offsets are never reused, even after the newest event was deleted
-    [r] = log.append([ev("u3", "d")])
-    assert r.offset > last
+    [r] = log.append([ev("u1", "d")])
+    assert r.offset > ends[partition_of(r.offset)]
 
 
 def test_iter_events_pages_through_everything(opener: Opener) -> None:
@@ -115,14 +146,15 @@ def test_iter_events_pages_through_everything(opener: Opener) -> None:
 
 def test_consumer_groups_commit_offsets(opener: Opener) -> None:
     log = opener()
-    log.append([ev(item=str(i)) for i in range(5)])
+    offsets = [r.offset for r in log.append([ev(f"u{i}", str(i)) for i in range(5)])]
     assert log.committed("trainer") is None
-    log.commit("trainer", 3)
-    log.commit("ingest", 5)
+    trainer = advance(start(log.partitions), offsets[:3])
+    log.commit("trainer", trainer)
+    log.commit("ingest", log.ends())
     log.close()
     reopened = opener()
-    assert (reopened.committed("trainer"), reopened.committed("ingest")) == (3, 5)
-    assert [e.item_id for e in reopened.read(reopened.committed("trainer"))] == ["3", "4"]
+    assert (reopened.committed("trainer"), reopened.committed("ingest")) == (trainer, reopened.ends())
+    assert sorted(items(reopened, reopened.committed("trainer"))) == ["3", "4"]
 
 
 def test_an_erased_user_who_comes_back_starts_afresh(opener: Opener) -> None:
@@ -131,16 +163,17 @@ def test_an_erased_user_who_comes_back_starts_afresh(opener: Opener) -> None:
     assert log.delete_user("u1") == 1
     log.append([ev("u1", "c")])
     assert [e.item_id for e in log.user_events("u1")] == ["c"]
-    assert [e.item_id for e in log.read(0)] == ["b", "c"]
+    assert sorted(items(log)) == ["b", "c"]
     assert log.count() == 2
     assert opener().delete_user("nobody") == 0
 
 
 def test_reads_skip_a_window_of_erased_events(opener: Opener) -> None:
     log = opener()
-    log.append([ev("gone", str(i)) for i in range(10)] + [ev("kept", "x")])
+    results = log.append([ev("gone", str(i)) for i in range(10)] + [ev("kept", "x")])
     log.delete_user("gone")
-    assert [e.item_id for e in log.read(0, limit=3)] == ["x"]
+    # with one partition (or "gone" and "kept" in one) the first ten offsets read are erased events
+    assert [e.item_id for e in log.read(base(partition_of(results[-1].offset)), limit=3)] == ["x"]
     assert [e.item_id for e in iter_events(log, page=4)] == ["x"]
 
 
@@ -149,7 +182,7 @@ def test_failed_batch_stores_nothing(opener: Opener) -> None:
     log.append([ev(item="kept")])
     with pytest.raises(TypeError):
         log.append([ev(item="a"), ev(item="b", context={"bad": object()})])
-    assert [e.item_id for e in log.read(0)] == ["kept"]
+    assert items(log) == ["kept"]
 
 
 def test_unknown_scheme_is_rejected() -> None:

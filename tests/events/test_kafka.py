@@ -1,5 +1,5 @@
 """What only the Kafka event log has to get right: events the broker wrote without acknowledging them in
-time, a topic that does not fit, and records other producers wrote."""
+time, topics with several partitions, and records other producers wrote."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from freshrec.events.base import open_event_log
 from freshrec.events.kafka import KafkaEventLog, _encode
+from freshrec.position import partition_of
 from freshrec.schema import AppendResult, EventRecord
 from tests.servers import KafkaBroker
 
@@ -36,21 +37,51 @@ def test_an_event_written_after_a_timeout_is_found_not_stored_twice(log: KafkaEv
     assert again[0] == AppendResult(2, True) and not again[1].duplicate
     # an attempt that never reached the log: the retry stores it
     log.event_ids.claim(["lost"], 1.0)
-    log.event_ids.unsure(["lost"], after=log.last_offset())
+    log.event_ids.unsure(["lost"], after=log.ends()[0])
     [stored] = log.append([ev("lost")])
     assert not stored.duplicate
     assert log.count() == 4
     assert log.append([ev("lost")]) == [AppendResult(stored.offset, True)]
 
 
-def test_a_topic_with_several_partitions_is_refused(kafka_broker: KafkaBroker) -> None:
+def test_an_existing_partitioned_topic_is_shared_with_java_keyed_producers(kafka_broker: KafkaBroker) -> None:
+    from confluent_kafka import Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
     topic = f"wide-{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
-    admin.create_topics([NewTopic(topic, num_partitions=3, replication_factor=1)])[topic].result()
-    with pytest.raises(ValueError, match="exactly one partition"):
-        open_event_log(kafka_broker.url(topic))
+    admin.create_topics([NewTopic(topic, num_partitions=4, replication_factor=1)])[topic].result()
+    log = open_event_log(kafka_broker.url(topic) + "?partitions=2")  # sizes only a topic it creates
+    try:
+        assert log.partitions == 4
+        users = [f"shopper-{n}" for n in range(8)]
+        mine = {u: log.append([ev(f"{u}-1", u)])[0].offset for u in users}
+        # another service's producer, partitioning as Kafka's Java clients do
+        producer = Producer({"bootstrap.servers": log.servers, "partitioner": "murmur2_random"})
+        for u in users:
+            producer.produce(topic, key=u.encode(), value=_encode(ev(f"{u}-2", u)))
+        assert producer.flush(30) == 0
+        for u in users:
+            events = log.user_events(u)
+            assert [e.event_id for e in events] == [f"{u}-1", f"{u}-2"]
+            assert {partition_of(e.offset) for e in events} == {partition_of(mine[u])}
+        assert len({partition_of(o) for o in mine.values()}) > 1
+    finally:
+        log.close()
+
+
+def test_a_late_write_is_found_in_its_partition(kafka_broker: KafkaBroker) -> None:
+    log = open_event_log(kafka_broker.url(f"t-{uuid.uuid4().hex[:10]}?partitions=3"))
+    try:
+        log.append([ev(f"warm-{n}", f"u{n}") for n in range(6)])
+        before = log.ends()
+        assert log.event_ids.claim(["late"], 1.0).stored == {}
+        [written] = log._produce([("u5", _encode(ev("late", "u5")))])
+        assert written is not None
+        log.event_ids.unsure(["late"], after=before[partition_of(written)])
+        assert log.append([ev("late", "u5")]) == [AppendResult(written, True)]
+    finally:
+        log.close()
 
 
 def test_records_that_are_not_events_are_skipped(log: KafkaEventLog) -> None:

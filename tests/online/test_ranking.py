@@ -75,7 +75,7 @@ def test_a_ranker_refitted_on_stream_requests_is_published_through_its_gate(
         assert logged[-1]["figures"]["newest requests"]["candidate"]["ndcg@10"] >= 0
         # the trainer stays on its lineage: the ranker's version is its base, no restart from outside
         assert trainer.state.base_version in {d.candidate_version for d in accepted} | {engine.registry.current()}
-        first_offset = trainer.state.committed_offset
+        [first_offset] = trainer.state.committed
         engine.ingest(
             [
                 EventIn(

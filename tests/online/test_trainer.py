@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from freshrec.engine import Engine, build_engine
-from freshrec.events.base import iter_pages, open_event_log
+from freshrec.events.base import iter_events, iter_pages, open_event_log
 from freshrec.metrics import summarize
 from freshrec.model.gate import Anchor, GateLog, holdout_ranks
 from freshrec.model.losses import FullSoftmaxCE
@@ -28,8 +28,10 @@ from freshrec.online.growth import initial_rows
 from freshrec.online.learner import grow
 from freshrec.online.publisher import RESYNC_AFTER
 from freshrec.online.trainer import TRAINER_GROUP, OnlineTrainer
+from freshrec.position import base, local, partition_of
 from freshrec.schema import EventIn, ItemIn
 from tests.conftest import TrainedStore, make_settings, wait_for
+from tests.servers import KafkaBroker
 
 ONLINE = {"publish_interval_s": 0, "micro_batch_events": 400, "gate_tolerance": 0.5}
 
@@ -95,7 +97,7 @@ def test_new_item_becomes_recommendable_with_lineage(trained: TrainedStore, tmp_
     engine = engine_on(trained, tmp_path)
     try:
         base_rows = engine.registry.load().model.item_emb.weight.detach().clone()
-        first = engine.event_log.last_offset() + 1
+        first = engine.event_log.ends()[0] + 1
         anchor, new_item = stream_with_new_item(trained, engine)
         trainer = OnlineTrainer(engine.stores)
         reports = []
@@ -111,11 +113,11 @@ def test_new_item_becomes_recommendable_with_lineage(trained: TrainedStore, tmp_
         assert published, [r.decision.reason for r in reports if r.decision]
         meta = engine.registry.meta(published[-1])
         assert meta["kind"] == "online" and meta["parent"] is not None
-        assert meta["offsets"]["to"] >= engine.event_log.last_offset() - 1
+        assert meta["offsets"]["to"] >= engine.event_log.ends()[0] - 1
         history = engine.registry.history()
         assert history[0]["offsets"]["to"] == first - 1  # the trained fixture's version
         covered = [o for lo, hi in trainer.state.trained_ranges for o in range(lo, hi + 1)]
-        assert covered == list(range(first, engine.event_log.last_offset() + 1))
+        assert covered == list(range(first, engine.event_log.ends()[0] + 1))
         loaded = engine.registry.load(published[-1])
         assert loaded.item_ids[-1] == new_item and loaded.model.item_emb.weight.shape[0] == base_rows.shape[0] + 1
         assert engine.refresh_model()
@@ -258,8 +260,9 @@ def test_repeated_rejections_restart_the_trainer_from_the_served_version(trained
         rates = [m.p for m in trainer.model.modules() if isinstance(m, Dropout)]
         assert rates and all(p == 0.0 for p in rates) and trainer.model.config.dropout > 0
         # the discarded offsets leave the record of what the weights were trained on
-        assert trainer.state.trained_ranges == [[resync["discarded_offsets"][1] + 1, reports[-1].last_offset]]
-        assert trainer.state.since_publish_from == resync["discarded_offsets"][1] + 1
+        [[_, discarded_to]] = resync["discarded_offsets"]
+        assert trainer.state.trained_ranges == [[discarded_to + 1, reports[-1].last_offset]]
+        assert trainer.state.published == [discarded_to]
         logged = engine.model_history()["gate_decisions"][-1]
         assert logged["context"]["resynced"]["to"] == trained.version
     finally:
@@ -302,12 +305,12 @@ def test_sigkill_mid_batch_never_skips_events(
         with closing(open_event_log(url)) as kafka_log:
             for page in pages:
                 kafka_log.append(page)
-            assert kafka_log.last_offset() == pages[-1][-1].offset
+            assert kafka_log.ends()[0] == pages[-1][-1].offset
     engine = build_engine(
         make_settings(data_dir, storage={"event_log_url": log_env.get("FRESHREC_STORAGE__EVENT_LOG_URL")})
     )
     try:
-        start = engine.event_log.last_offset() + 1
+        start = engine.event_log.ends()[0] + 1
         rng = np.random.default_rng(0)
         items = [it.item_id for it in trained.shop.items]
         events = [
@@ -321,7 +324,7 @@ def test_sigkill_mid_batch_never_skips_events(
         ]
         for i in range(0, len(events), 1000):
             engine.ingest(events[i : i + 1000])
-        last = engine.event_log.last_offset()
+        last = engine.event_log.ends()[0]
     finally:
         engine.close()
     env = {
@@ -346,18 +349,44 @@ def test_sigkill_mid_batch_never_skips_events(
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     ckpt = CheckpointStore(data_dir / "models" / "trainer").load()
-    committed = ckpt[2].committed_offset if ckpt else start - 1
+    committed = ckpt[2].committed[0] if ckpt else start - 1
     assert start - 1 <= committed < last  # killed before the end
     if ckpt:  # everything committed was trained, in one contiguous range from the start
         assert ckpt[2].trained_ranges[0][0] == start and ckpt[2].trained_ranges[-1][1] == committed
     subprocess.run(cmd, env=env, check=True, timeout=600, capture_output=True)
     _, _, state = CheckpointStore(data_dir / "models" / "trainer").load()
-    assert state.committed_offset == last
+    assert state.committed == [last]
     covered = sorted({o for lo, hi in state.trained_ranges for o in range(lo, hi + 1)})
     assert covered == list(range(start, last + 1))  # retrained maybe, skipped never
     url = log_env.get("FRESHREC_STORAGE__EVENT_LOG_URL", f"sqlite:///{data_dir / 'events.db'}")
     with closing(open_event_log(url)) as log:
-        assert log.committed(TRAINER_GROUP) == last  # what the log's own tools see as the trainer's position
+        assert log.committed(TRAINER_GROUP) == (last,)  # what the log's own tools see as the trainer's position
+
+
+def test_the_trainer_consumes_every_partition_of_a_topic(
+    trained: TrainedStore, tmp_path: Path, kafka_broker: KafkaBroker
+) -> None:
+    url = kafka_broker.url(f"trainer-{uuid.uuid4().hex[:8]}?partitions=3")
+    settings = make_settings(trained.copy_to(tmp_path / "data"), storage={"event_log_url": url}, online=ONLINE)
+    engine = build_engine(settings)
+    try:
+        # the version was trained on another log (the fixture's SQLite file): the trainer starts at this one's end
+        trainer = OnlineTrainer(engine.stores)
+        assert trainer.state.committed == [base(p) for p in range(3)]
+        stream_with_new_item(trained, engine, users=150)
+        reports = []
+        while (report := trainer.poll(force=True)) is not None:
+            reports.append(report)
+        ends = engine.event_log.ends()
+        assert len({partition_of(o) for o in ends if local(o)}) == 3
+        assert tuple(trainer.state.committed) == ends == engine.event_log.committed(TRAINER_GROUP)
+        covered = sorted(o for lo, hi in trainer.state.trained_ranges for o in range(lo, hi + 1))
+        assert covered == sorted(e.offset for e in iter_events(engine.event_log))  # every event, once
+        assert sum(r.new_items for r in reports) == 1
+        again = OnlineTrainer(engine.stores)  # a restart resumes from the checkpoint's cursor
+        assert tuple(again.state.committed) == ends and again.poll(force=True) is None
+    finally:
+        engine.close()
 
 
 def test_weights_trained_before_a_lull_are_published_when_idle(trained: TrainedStore, tmp_path: Path) -> None:
@@ -369,11 +398,11 @@ def test_weights_trained_before_a_lull_are_published_when_idle(trained: TrainedS
         before = engine.registry.current()
         while trainer.poll(force=True) is not None:
             pass
-        assert engine.registry.current() == before or trainer.state.since_publish_from > trainer.state.committed_offset
+        assert engine.registry.current() == before or not trainer.state.unpublished_ranges()
         # nothing new comes: once the idle time has passed, a poll publishes what was trained
         wait_for(lambda: trainer.poll() is None and engine.registry.current() != before, "the idle publish")
         meta = engine.registry.meta(engine.registry.current())
-        assert meta["kind"] == "online" and meta["offsets"]["to"] == engine.event_log.last_offset()
+        assert meta["kind"] == "online" and meta["offsets"]["to"] == engine.event_log.ends()[0]
         decision = GateLog(engine.registry.root).read(limit=1)[-1]
         assert "recent" not in json.dumps(decision["figures"])  # judged on the older holdout only
     finally:
@@ -393,7 +422,7 @@ def test_a_trainer_behind_takes_larger_micro_batches_until_caught_up(trained: Tr
             reports.append(report)
         # 1,000 waiting (more than 400): twice a micro-batch at once; then 200, no more than a micro-batch
         assert [r.events for r in reports] == [800, 200]
-        assert trainer.state.committed_offset == engine.event_log.last_offset()
+        assert trainer.state.committed == [engine.event_log.ends()[0]]
         assert [(r.first_offset, r.last_offset) for r in reports][1][0] == reports[0].last_offset + 1
         assert reports[0].first_offset >= first
         engine.ingest([EventIn(user_id=users[n % 50], item_id=items[n % 40], type="click") for n in range(300)])

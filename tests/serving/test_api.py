@@ -19,7 +19,7 @@ def client(trained_engine: Engine) -> Iterator[TestClient]:
 
 
 def store_snapshot(engine: Engine) -> tuple:
-    return engine.event_log.count(), engine.event_log.last_offset(), len(engine.catalog), len(engine.state)
+    return engine.event_log.count(), engine.event_log.ends()[0], len(engine.catalog), len(engine.state)
 
 
 def test_post_event_then_recommend(client: TestClient, trained: TrainedStore) -> None:

@@ -20,6 +20,7 @@ from freshrec.cli import app as cli
 from freshrec.config import Settings
 from freshrec.engine import INGEST_GROUP, build_engine
 from freshrec.errors import NotFound
+from freshrec.position import local, partition_of
 from freshrec.schema import EventIn, ItemIn
 from tests.conftest import TrainedStore, make_settings, wait_for
 from tests.servers import KafkaBroker
@@ -58,7 +59,7 @@ def test_what_one_worker_acknowledges_the_next_request_on_another_reads(
         # a worker joining later reads the state instead of replaying the log
         c = build_engine(settings)
         try:
-            assert c.state.applied_offset == a.event_log.last_offset() == 3
+            assert c.state.applied()[0] == a.event_log.ends()[0] == 3
             assert [s.item_id for s in c.user_state("u1").sequence] == ["tent", "stove"]
         finally:
             c.close()
@@ -94,7 +95,7 @@ def test_ingest_folds_what_other_producers_write_and_skips_malformed_records(
     follower = threading.Thread(target=engine.follow, args=(stop,), daemon=True)
     follower.start()
     try:
-        wait_for(lambda: engine.event_log.committed(INGEST_GROUP) == 40, "the ingest consumer to commit offset 40")
+        wait_for(lambda: engine.event_log.committed(INGEST_GROUP) == (40,), "the ingest consumer to commit offset 40")
         assert engine.skipped_events == 1  # the record that is not an event never reaches the engine
         assert sum(len(engine.state.get(f"u{u}").items) for u in range(5)) > 0
         assert len(engine.state) == 5
@@ -112,6 +113,52 @@ def test_ingest_folds_what_other_producers_write_and_skips_malformed_records(
         engine.close()
 
 
+def test_workers_on_a_partitioned_topic_fold_every_partition_once(
+    tmp_path: Path, kafka_broker: KafkaBroker, empty_redis: str
+) -> None:
+    """Three partitions, two workers appending concurrently, another producer keying by user id as Kafka's
+    Java clients do, and an ingest consumer: each user's sequence is their events in order, every event folded
+    once, and every reader's cursor ends at the log's ends."""
+    from confluent_kafka import Producer
+
+    topic = f"events-{uuid.uuid4().hex[:10]}?partitions=3"
+    a = build_engine(scaled(tmp_path / "host-a", kafka_broker, empty_redis, topic))
+    b = build_engine(scaled(tmp_path / "host-b", kafka_broker, empty_redis, topic))
+    try:
+        assert a.event_log.partitions == b.event_log.partitions == 3
+        users = [f"u{n}" for n in range(9)]
+
+        def send(engine, parity: int) -> None:
+            for step in range(6):
+                mine = users[parity::2]
+                engine.ingest([EventIn(user_id=u, item_id=f"i{step}", type="view", ts=float(step)) for u in mine])
+
+        threads = [threading.Thread(target=send, args=(e, k)) for k, e in enumerate((a, b))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        for u in users:  # the very next request on either worker reads all of them, in order
+            assert [s.item_id for s in a.user_state(u).sequence] == [f"i{k}" for k in range(6)]
+        ends = a.event_log.ends()
+        assert len({partition_of(o) for o in ends if local(o)}) > 1  # events spread over partitions
+        assert a.state.applied(3) == ends
+        # records another service keyed by user id land in the user's partition and are folded by ingest
+        producer = Producer({"bootstrap.servers": kafka_broker.bootstrap, "partitioner": "murmur2_random"})
+        for u in users:
+            value = json.dumps({"user_id": u, "item_id": "i-ext", "type": "view", "ts": 9.0}).encode()
+            producer.produce(topic.split("?")[0], key=u.encode(), value=value)
+        assert producer.flush(30) == 0
+        assert b.catch_up() == len(users)
+        assert a.catch_up() == 0  # nothing folded twice
+        for u in users:
+            assert [s.item_id for s in b.user_state(u).sequence][-2:] == ["i5", "i-ext"]
+        assert b.state.applied(3) == b.event_log.ends() and b.health().last_offset == len(users) * 7
+    finally:
+        a.close()
+        b.close()
+
+
 def test_ingest_command_folds_the_log_once(tmp_path: Path, kafka_broker: KafkaBroker, empty_redis: str) -> None:
     settings = scaled(tmp_path / "data", kafka_broker, empty_redis)
     with build_engine(settings) as writer:
@@ -122,7 +169,7 @@ def test_ingest_command_folds_the_log_once(tmp_path: Path, kafka_broker: KafkaBr
     }
     result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path / "data"), "ingest", "--once"], env=env)
     assert result.exit_code == 0, result.output
-    assert "applied offset 5" in result.output
+    assert "applied offset 5;" in result.output
 
 
 def test_several_workers_need_shared_state(tmp_path: Path) -> None:

@@ -2,7 +2,7 @@
 
 Guarantees (from :class:`freshrec.state.base.StateStore`, :class:`freshrec.schema.UserSnapshot` and the
 sequence rules in :mod:`freshrec.sequence`): after ``apply`` returns, ``get`` reflects the events, applied
-in the order given; ``applied_offset`` is the highest offset applied; negative events are seen but are not
+in the order given; ``applied()`` is the highest offset applied per partition; negative events are seen but are not
 entries; ``collapse_repeats`` merges consecutive events on one item; at most ``max_len`` newest entries are
 kept, in event-time order; a snapshot is a copy whose ``version`` changes whenever the state does.
 """
@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
+from freshrec.position import base, offset
 from freshrec.schema import EventRecord, UserSnapshot
 from freshrec.sequence import EventTypes
 from freshrec.state.base import StateStore, open_state_store
@@ -72,7 +73,7 @@ def test_backend_satisfies_the_protocol(store: StateStore) -> None:
 
 def test_get_reflects_applied_events_as_soon_as_apply_returns(store: StateStore) -> None:
     ev = Feed()
-    assert store.get("u") is None and store.applied_offset == 0
+    assert store.get("u") is None and store.applied()[0] == 0
     apply(store, [ev("u", 3, 10.0), ev("u", 1, 11.0, "cart"), ev("other", 2, 12.0)])
     s = snap(store)
     assert s.items.tolist() == [3, 1]
@@ -87,11 +88,11 @@ def test_applied_offset_is_the_highest_offset_applied(store: StateStore) -> None
     ev = Feed()
     first = [ev("u", 1, 1.0), ev("v", 2, 2.0)]
     apply(store, first)
-    assert store.applied_offset == 2
+    assert store.applied()[0] == 2
     apply(store, [ev("u", 3, 3.0)])
-    assert store.applied_offset == 3
+    assert store.applied()[0] == 3
     apply(store, first[:1])  # a replayed older batch does not move it back
-    assert store.applied_offset == 3
+    assert store.applied()[0] == 3
 
 
 def test_events_are_applied_in_the_order_given(opener: Opener) -> None:
@@ -253,5 +254,19 @@ def test_skip_to_moves_the_applied_offset_forward_only(opener: Opener) -> None:
     store.apply([EventRecord(3, "u", "a", "view", 1.0)], [1])
     store.skip_to(7)
     store.skip_to(5)
-    assert store.applied_offset == 7
+    assert store.applied()[0] == 7
     assert store.get("u").items.tolist() == [1]
+
+
+def test_each_partition_has_its_own_applied_offset(opener: Opener) -> None:
+    store = opener()
+    assert store.applied(3) == (base(0), base(1), base(2))
+    store.apply([EventRecord(offset(1, 4), "u", "a", "view", 1.0), EventRecord(2, "v", "b", "view", 2.0)], [1, 2])
+    store.skip_to(offset(2, 9))
+    assert store.applied(3) == (2, offset(1, 4), offset(2, 9))
+    assert store.applied() == (2,)
+    # an event at or below its partition's applied offset counts as applied already in a shared store;
+    # one above it is applied whatever the other partitions reached
+    done = store.apply([EventRecord(offset(1, 5), "u", "c", "view", 3.0)], [3])
+    assert done == [0] and store.get("u").items.tolist() == [1, 3]
+    assert store.applied(2) == (2, offset(1, 5))

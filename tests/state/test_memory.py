@@ -12,7 +12,7 @@ def test_apply_get_delete() -> None:
     snap = store.get("u")
     assert snap is not None
     assert snap.items.tolist() == [3, 4, 5] and snap.seen.tolist() == [1, 2, 3, 4, 5]
-    assert store.applied_offset == 5 and len(store) == 1
+    assert store.applied()[0] == 5 and len(store) == 1
     assert store.get("nobody") is None
     store.delete("u")
     assert store.get("u") is None

@@ -3,11 +3,13 @@
 Events are JSON records keyed by user id, written by an idempotent producer with ``acks=all``:
 :meth:`KafkaEventLog.append` returns only after the broker acknowledged every event, and raises
 :class:`~freshrec.errors.Unavailable` (HTTP 503) when it does not within :data:`APPEND_TIMEOUT_S`.
-An event's offset is its Kafka offset plus one, so offsets start at 1 like every other backend.
 
-The topic has one partition: the log keeps one order, which the exactly-once fold of live state (the applied
-offset) and the trainer's committed offset rely on. A partition carries far more than one deployment's
-events per second (see docs/benchmarks.md); a topic with more partitions is refused with an explanation.
+The topic may have any number of partitions. A user's events go to partition ``murmur2(user id) % N``, the
+rule of Kafka's Java clients, so events other producers key by user id land beside freshrec's and each
+user's events keep their order. An event's offset (:mod:`freshrec.position`) is its partition and its
+Kafka offset plus one: in partition 0, offsets start at 1 like every other backend. Readers keep a cursor per
+partition. A topic freshrec creates gets ``?partitions=N`` of the URL (default 1); adding partitions to a
+topic later moves users to other partitions, which breaks their order as it does for every keyed consumer.
 
 What Kafka cannot do itself is done beside it:
 
@@ -30,12 +32,13 @@ import json
 import logging
 import threading
 import uuid
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from freshrec.errors import Unavailable
 from freshrec.events.dedup import Claim, EventIds, MemoryEventIds
+from freshrec.position import Cursor, advance, as_cursor, covers, local, partition_of
+from freshrec.position import offset as offset_of
 from freshrec.schema import AppendResult, EventRecord
 
 #: Seconds an append waits for the broker's acknowledgement before answering 503.
@@ -47,17 +50,48 @@ _FETCH = 10_000
 _KAFKA_LOG = logging.getLogger("freshrec.kafka")
 
 
-def parse_kafka_url(url: str) -> tuple[str, str]:
-    """``(bootstrap servers, topic)`` of ``kafka://HOST:PORT[,HOST:PORT…]/TOPIC``.
+def parse_kafka_url(url: str) -> tuple[str, str, int]:
+    """``(bootstrap servers, topic, partitions to create it with)`` of
+    ``kafka://HOST:PORT[,HOST:PORT…]/TOPIC[?partitions=N]``.
 
-    >>> parse_kafka_url("kafka://broker-1:9092,broker-2:9092/shop-events")
-    ('broker-1:9092,broker-2:9092', 'shop-events')
+    >>> parse_kafka_url("kafka://broker-1:9092,broker-2:9092/shop-events?partitions=6")
+    ('broker-1:9092,broker-2:9092', 'shop-events', 6)
     """
-    rest = url.removeprefix("kafka://")
+    rest, _, query = url.removeprefix("kafka://").partition("?")
     servers, _, topic = rest.partition("/")
     if not servers or not topic or "/" in topic:
-        raise ValueError(f"expected kafka://HOST:PORT/TOPIC, got {url!r}")
-    return servers, topic
+        raise ValueError(f"expected kafka://HOST:PORT/TOPIC[?partitions=N], got {url!r}")
+    partitions = 1
+    for pair in filter(None, query.split("&")):
+        name, _, value = pair.partition("=")
+        if name != "partitions" or not value.isdigit() or not 1 <= int(value) <= 10_000:
+            raise ValueError(f"expected ?partitions=N (1 to 10000) after the topic, got {query!r} in {url!r}")
+        partitions = int(value)
+    return servers, topic, partitions
+
+
+def murmur2_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's Java clients (and librdkafka's ``murmur2_random``) give a keyed record.
+
+    >>> [murmur2_partition(k, 1 << 31) for k in (b"21", b"abc")]
+    [1173551340, 479470107]
+    """
+    m, h = 0x5BD1E995, (0x9747B28C ^ len(key)) & 0xFFFFFFFF
+    whole = len(key) & ~3
+    for i in range(0, whole, 4):
+        k = (int.from_bytes(key[i : i + 4], "little") * m) & 0xFFFFFFFF
+        k = ((k ^ (k >> 24)) * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+    tail = len(key) & 3
+    if tail == 3:
+        h ^= key[whole + 2] << 16
+    if tail >= 2:
+        h ^= key[whole + 1] << 8
+    if tail >= 1:
+        h = ((h ^ key[whole]) * m) & 0xFFFFFFFF
+    h = ((h ^ (h >> 13)) * m) & 0xFFFFFFFF
+    h ^= h >> 15
+    return (h & 0x7FFFFFFF) % partitions
 
 
 def _encode(e: EventRecord) -> bytes:
@@ -104,7 +138,7 @@ class KafkaEventLog:
     1
     """
 
-    def __init__(self, servers: str, topic: str, event_ids: EventIds | None = None) -> None:
+    def __init__(self, servers: str, topic: str, event_ids: EventIds | None = None, partitions: int = 1) -> None:
         from confluent_kafka import Producer
         from confluent_kafka.admin import AdminClient
 
@@ -112,7 +146,8 @@ class KafkaEventLog:
         self.topic = topic
         self.erased_topic = f"{topic}.erased"
         self._admin = AdminClient({"bootstrap.servers": servers}, logger=_KAFKA_LOG)
-        self._ensure_topics()
+        #: Partitions of the topic (as found; ``partitions`` only sizes a topic this log creates).
+        self.partitions = self._ensure_topics(partitions)
         self._producer_conf = {
             "bootstrap.servers": servers,
             "enable.idempotence": True,
@@ -124,18 +159,18 @@ class KafkaEventLog:
         self._reader = self._consumer(f"freshrec-reader-{uuid.uuid4().hex}")
         self._erasures_reader = self._consumer(f"freshrec-erasures-{uuid.uuid4().hex}")
         self._groups: dict[str, Any] = {}
-        #: user -> (offset they were erased at, events erased in all)
-        self._erased: dict[str, tuple[int, int]] = {}
+        #: user -> (the log's ends when they were erased, events erased in all)
+        self._erased: dict[str, tuple[Cursor, int]] = {}
         self._erased_position = 0
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         if event_ids is None:
-            known = {e.event_id: e.offset for page in self._pages(0) for e in page if e.event_id is not None}
+            known = {e.event_id: e.offset for page in self._pages() for e in page if e.event_id is not None}
             event_ids = MemoryEventIds(known)
         self.event_ids = event_ids
-        #: The newest offset this log has written (or seen at opening): where a search for possibly written
-        #: events starts after a broker timeout.
-        self._acked = self.last_offset()
+        #: Per partition, the newest offset this log has written (or seen at opening): where a search for
+        #: possibly written events starts after a broker timeout.
+        self._acked = list(self.ends())
 
     # ---- set-up ----------------------------------------------------------------------------------
 
@@ -153,7 +188,8 @@ class KafkaEventLog:
             logger=_KAFKA_LOG,
         )
 
-    def _ensure_topics(self) -> None:
+    def _ensure_topics(self, partitions: int) -> int:
+        """Create the topics that are missing; the event topic's partition count."""
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import NewTopic
 
@@ -162,7 +198,7 @@ class KafkaEventLog:
         except KafkaException as exc:
             raise Unavailable(f"Kafka at {self.servers} did not answer: {exc}") from exc
         wanted = {
-            self.topic: NewTopic(self.topic, num_partitions=1, replication_factor=-1),
+            self.topic: NewTopic(self.topic, num_partitions=partitions, replication_factor=-1),
             self.erased_topic: NewTopic(
                 self.erased_topic, num_partitions=1, replication_factor=-1, config={"cleanup.policy": "compact"}
             ),
@@ -176,24 +212,21 @@ class KafkaEventLog:
                     if "TOPIC_ALREADY_EXISTS" not in str(exc):  # another worker created it first
                         raise Unavailable(f"could not create Kafka topic {name!r}: {exc}") from exc
             meta = self._admin.list_topics(timeout=READ_TIMEOUT_S)
-        for name in wanted:
-            partitions = len(meta.topics[name].partitions)
-            if partitions != 1:
-                raise ValueError(
-                    f"Kafka topic {name!r} has {partitions} partitions; freshrec's event log keeps one order "
-                    "and needs a topic with exactly one partition"
-                )
+        erased = len(meta.topics[self.erased_topic].partitions)
+        if erased != 1:
+            raise ValueError(f"Kafka topic {self.erased_topic!r} has {erased} partitions; freshrec writes it with one")
+        return len(meta.topics[self.topic].partitions)
 
-    def _bounds(self) -> tuple[int, int]:
-        """Kafka offsets ``[low, end)`` of the topic's records. ``end`` is one past the newest record's offset:
+    def _bounds(self, partition: int) -> tuple[int, int]:
+        """Kafka offsets ``[low, end)`` of a partition's records. ``end`` is one past the newest record's offset:
         the high watermark on Apache Kafka; some Kafka-protocol brokers (tansu 0.6) report one past the newest
         *batch's first* offset instead, so the batch at ``high - 1`` is read to find its last record."""
         from confluent_kafka import TopicPartition
 
-        low, high = self._watermarks(self._reader, self.topic)
+        low, high = self._watermarks(self._reader, self.topic, partition)
         if high <= low:
             return low, high
-        self._reader.assign([TopicPartition(self.topic, 0, high - 1)])
+        self._reader.assign([TopicPartition(self.topic, partition, high - 1)])
         end = high
         msg = self._reader.poll(READ_TIMEOUT_S)
         while msg is not None:
@@ -202,11 +235,13 @@ class KafkaEventLog:
             msg = self._reader.poll(0)
         return low, end
 
-    def _watermarks(self, consumer: Any, topic: str) -> tuple[int, int]:
+    def _watermarks(self, consumer: Any, topic: str, partition: int = 0) -> tuple[int, int]:
         from confluent_kafka import KafkaException, TopicPartition
 
         try:
-            return consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=READ_TIMEOUT_S, cached=False)
+            return consumer.get_watermark_offsets(
+                TopicPartition(topic, partition), timeout=READ_TIMEOUT_S, cached=False
+            )
         except KafkaException as exc:
             raise Unavailable(f"Kafka at {self.servers} did not answer: {exc}") from exc
 
@@ -221,7 +256,7 @@ class KafkaEventLog:
             claim = self.event_ids.claim(ids, APPEND_TIMEOUT_S) if ids else Claim({}, {})
             known = dict(claim.stored)
             if claim.unsure:  # an earlier attempt timed out: its events may have been written after all
-                found = self._find(set(claim.unsure), after=min(claim.unsure.values()))
+                found = self._find(claim.unsure)
                 self.event_ids.stored(found)
                 known.update(found)
             results: list[AppendResult | None] = [None] * len(events)
@@ -239,13 +274,16 @@ class KafkaEventLog:
             offsets = self._produce([(events[j].user_id, payloads[j]) for j in sent])
             delivered = {j: o for j, o in zip(sent, offsets, strict=True) if o is not None}
             self.event_ids.stored({events[j].event_id: o for j, o in delivered.items() if events[j].event_id})
-            if delivered:
-                self._acked = max(self._acked, *delivered.values())
+            self._acked = list(advance(self._acked, delivered.values()))
             if len(delivered) < len(sent):
-                # the broker may still write what it did not acknowledge: the next claim looks in the log
-                self.event_ids.unsure(
-                    (events[j].event_id for j in sent if j not in delivered and events[j].event_id), after=self._acked
-                )
+                # the broker may still write what it did not acknowledge: the next claim looks in the log, in
+                # the event's partition from where this log had got
+                lost: dict[int, list[str]] = {}
+                for j in sent:
+                    if j not in delivered and events[j].event_id:
+                        lost.setdefault(self._partition(events[j].user_id.encode()), []).append(events[j].event_id)
+                for p, ids in lost.items():
+                    self.event_ids.unsure(ids, after=self._acked[p])
                 raise Unavailable(
                     f"the Kafka broker at {self.servers} acknowledged {len(delivered)} of {len(sent)} events within "
                     f"{APPEND_TIMEOUT_S:g} s; retry (events sent with an event_id are stored once)"
@@ -257,20 +295,28 @@ class KafkaEventLog:
                     results[j] = AppendResult(delivered[first[e.event_id]], True)  # type: ignore[index]
         return results  # type: ignore[return-value]
 
-    def _find(self, event_ids: set[str], after: int) -> dict[str, int]:
-        """Offsets of those ``event_ids`` that are in the log after offset ``after``."""
+    def _find(self, unsure: dict[str, int]) -> dict[str, int]:
+        """Offsets of the ``unsure`` event ids (each with the offset to look after) that are in the log."""
+        start = list(self.ends())
+        for after in unsure.values():
+            p = partition_of(after)
+            if p < len(start):
+                start[p] = min(start[p], after)
         found: dict[str, int] = {}
-        for page in self._pages(after):
+        for page in self._pages(tuple(start)):
             for e in page:
-                if e.event_id in event_ids and e.event_id not in found:
+                if e.event_id in unsure and e.event_id not in found:
                     found[e.event_id] = e.offset
         return found
+
+    def _partition(self, key: bytes) -> int:
+        return murmur2_partition(key, self.partitions)
 
     def _produce(
         self, records: list[tuple[str, bytes]], topic: str | None = None, retry_fenced: bool = True
     ) -> list[int | None]:
-        """Send ``(key, value)`` records to ``topic`` (default: the event topic) and wait for the broker; per
-        record its offset plus one, or ``None`` when it was not acknowledged."""
+        """Send ``(key, value)`` records to ``topic`` (default: the event topic, partitioned by key) and wait
+        for the broker; per record its offset, or ``None`` when it was not acknowledged."""
         from confluent_kafka import KafkaError, KafkaException, Producer
 
         if self._producer is None:
@@ -281,7 +327,7 @@ class KafkaEventLog:
         def acked(n: int) -> Any:
             def callback(err: Any, msg: Any) -> None:
                 if err is None:
-                    offsets[n] = msg.offset() + 1
+                    offsets[n] = offset_of(msg.partition(), msg.offset() + 1)
                 else:
                     errors.append(err)
 
@@ -289,7 +335,14 @@ class KafkaEventLog:
 
         try:
             for n, (key, value) in enumerate(records):
-                self._producer.produce(topic or self.topic, value=value, key=key.encode(), on_delivery=acked(n))
+                raw = key.encode()
+                self._producer.produce(
+                    topic or self.topic,
+                    value=value,
+                    key=raw,
+                    partition=self._partition(raw) if topic is None else 0,
+                    on_delivery=acked(n),
+                )
             remaining = self._producer.flush(APPEND_TIMEOUT_S + 5.0)
         except (KafkaException, BufferError) as exc:
             remaining = -1
@@ -330,20 +383,20 @@ class KafkaEventLog:
                 self._erased_position = msg.offset() + 1
                 try:
                     d = json.loads(msg.value())
-                    self._erased[msg.key().decode()] = (int(d["upto"]), int(d["events"]))
+                    self._erased[msg.key().decode()] = (as_cursor(d["upto"]), int(d["events"]))
                 except (ValueError, TypeError, KeyError, AttributeError):
                     continue
 
     def _visible(self, e: EventRecord) -> bool:
         erased = self._erased.get(e.user_id)
-        return erased is None or e.offset > erased[0]
+        return erased is None or not covers(erased[0], e.offset)
 
-    def _window(self, start: int, end: int) -> list[EventRecord]:
-        """Events at Kafka offsets [start, end)."""
+    def _window(self, partition: int, start: int, end: int) -> list[EventRecord]:
+        """Events of a partition at Kafka offsets [start, end)."""
         from confluent_kafka import TopicPartition
 
         out: list[EventRecord] = []
-        self._reader.assign([TopicPartition(self.topic, 0, start)])
+        self._reader.assign([TopicPartition(self.topic, partition, start)])
         position = start
         while position < end:
             msgs = self._reader.consume(num_messages=min(_FETCH, end - position), timeout=READ_TIMEOUT_S)
@@ -356,52 +409,60 @@ class KafkaEventLog:
                 if offset >= end:
                     break
                 position = offset + 1
-                record = decode_record(offset + 1, msg.value())
+                record = decode_record(offset_of(partition, offset + 1), msg.value())
                 if record is not None:
                     out.append(record)
         return out
 
-    def _pages(self, after_offset: int, limit: int = 50_000) -> Any:
-        """Pages of visible events after ``after_offset`` up to the current end (erasures refreshed once)."""
+    def _pages(self, after: Cursor | None = None, limit: int = 50_000) -> Any:
+        """Pages of visible events after cursor ``after`` up to the current end, partition by partition
+        (erasures refreshed once)."""
+        after = as_cursor(after, self.partitions)
         with self._read_lock:
             self._refresh_erasures()
-            low, high = self._bounds()
-        position = max(after_offset, low)
-        while position < high:
-            end = min(high, position + limit)
-            with self._read_lock:
-                page = [e for e in self._window(position, end) if self._visible(e)]
-            position = end
-            if page:
-                yield page
+            bounds = [self._bounds(p) for p in range(self.partitions)]
+        for p, (low, high) in enumerate(bounds):
+            position = max(local(after[p]), low)
+            while position < high:
+                end = min(high, position + limit)
+                with self._read_lock:
+                    page = [e for e in self._window(p, position, end) if self._visible(e)]
+                position = end
+                if page:
+                    yield page
 
     def read(self, after_offset: int = 0, limit: int = 10_000) -> list[EventRecord]:
+        p = partition_of(after_offset)
+        if p >= self.partitions:
+            return []
         with self._read_lock:
             self._refresh_erasures()
-            low, high = self._bounds()
-            position = max(after_offset, low)
+            low, high = self._bounds(p)
+            position = max(local(after_offset), low)
             while position < high:  # a window of erased users' events only: look further
                 end = min(high, position + limit)
-                page = [e for e in self._window(position, end) if self._visible(e)]
+                page = [e for e in self._window(p, position, end) if self._visible(e)]
                 if page:
                     return page
                 position = end
         return []
 
     def user_events(self, user_id: str, limit: int | None = None) -> list[EventRecord]:
-        found: deque[EventRecord] = deque(maxlen=limit)
-        for page in self._pages(0):
+        # another producer may have keyed the user's events differently: every partition is read
+        found: list[EventRecord] = []
+        for page in self._pages():
             found.extend(e for e in page if e.user_id == user_id)
-        return list(found)
+        found.sort(key=lambda e: (e.ts, e.offset) if self.partitions > 1 else e.offset)
+        return found[-limit:] if limit is not None else found
 
     def delete_user(self, user_id: str) -> int:
         removed = len(self.user_events(user_id))
         if not removed:
             return 0
+        upto = self.ends()
         with self._read_lock:
-            upto = self._bounds()[1]
-            before = self._erased.get(user_id, (0, 0))[1]
-        value = json.dumps({"upto": upto, "events": before + removed}).encode()
+            before = self._erased.get(user_id, ((), 0))[1]
+        value = json.dumps({"upto": list(upto), "events": before + removed}).encode()
         with self._write_lock:
             delivered = self._produce([(user_id, value)], topic=self.erased_topic)
         if None in delivered:
@@ -410,40 +471,48 @@ class KafkaEventLog:
             self._refresh_erasures()
         return removed
 
-    def last_offset(self) -> int:
+    def ends(self) -> Cursor:
         with self._read_lock:
-            return self._bounds()[1]
+            return tuple(offset_of(p, self._bounds(p)[1]) for p in range(self.partitions))
 
     def count(self) -> int:
         with self._read_lock:
             self._refresh_erasures()
-            low, high = self._bounds()
-            return high - low - sum(n for _, n in self._erased.values())
+            stored = sum(high - low for low, high in (self._bounds(p) for p in range(self.partitions)))
+            return stored - sum(n for _, n in self._erased.values())
 
     # ---- consumer groups -------------------------------------------------------------------------
 
-    def commit(self, group: str, offset: int) -> None:
-        """Record that ``group`` has consumed every event up to ``offset`` (Kafka's committed offset)."""
+    def commit(self, group: str, cursor: Sequence[int]) -> None:
+        """Record that ``group`` has consumed every event up to ``cursor`` (Kafka's committed offset of each
+        partition: the next offset to read)."""
         from confluent_kafka import KafkaException, TopicPartition
 
         with self._read_lock:
             consumer = self._groups.get(group) or self._groups.setdefault(group, self._consumer(group))
             try:
-                consumer.commit(offsets=[TopicPartition(self.topic, 0, offset)], asynchronous=False)
+                consumer.commit(
+                    offsets=[TopicPartition(self.topic, p, local(c)) for p, c in enumerate(cursor)],
+                    asynchronous=False,
+                )
             except KafkaException as exc:
-                raise Unavailable(f"could not commit offset {offset} for group {group!r}: {exc}") from exc
+                raise Unavailable(f"could not commit offsets for group {group!r}: {exc}") from exc
 
-    def committed(self, group: str) -> int | None:
-        """The offset ``group`` last committed, or ``None``."""
+    def committed(self, group: str) -> Cursor | None:
+        """The cursor ``group`` last committed, or ``None``."""
         from confluent_kafka import KafkaException, TopicPartition
 
         with self._read_lock:
             consumer = self._groups.get(group) or self._groups.setdefault(group, self._consumer(group))
             try:
-                [tp] = consumer.committed([TopicPartition(self.topic, 0)], timeout=READ_TIMEOUT_S)
+                tps = consumer.committed(
+                    [TopicPartition(self.topic, p) for p in range(self.partitions)], timeout=READ_TIMEOUT_S
+                )
             except KafkaException as exc:
-                raise Unavailable(f"could not read group {group!r}'s offset: {exc}") from exc
-        return tp.offset if tp.offset >= 0 else None
+                raise Unavailable(f"could not read group {group!r}'s offsets: {exc}") from exc
+        if all(tp.offset < 0 for tp in tps):
+            return None
+        return tuple(offset_of(p, max(tp.offset, 0)) for p, tp in enumerate(tps))
 
     def close(self) -> None:
         if self._producer is not None:

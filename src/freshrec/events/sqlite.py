@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from freshrec.position import Cursor
 from freshrec.schema import AppendResult, EventRecord
 from freshrec.storage_url import connect_sqlite
 
@@ -54,8 +55,8 @@ class SQLiteEventLog:
     >>> e = EventRecord(0, "u1", "i1", "view", ts=1.0, event_id="e-1")
     >>> [(r.offset, r.duplicate) for r in log.append([e, e])]
     [(1, False), (1, True)]
-    >>> log.count(), log.last_offset()
-    (1, 1)
+    >>> log.count(), log.ends()
+    (1, (1,))
     >>> log.close()
     """
 
@@ -70,6 +71,8 @@ class SQLiteEventLog:
         self._read = self._connect()
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
+        #: One partition: offsets are the table's row ids.
+        self.partitions = 1
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so a batch is exactly one transaction.
@@ -143,16 +146,17 @@ class SQLiteEventLog:
             cur = self._write.execute("DELETE FROM events WHERE user_id = ?", (user_id,))
             return cur.rowcount
 
-    def last_offset(self) -> int:
+    def ends(self) -> Cursor:
         with self._read_lock:
             row = self._read.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-        return int(row[0]) if row else 0
+        return (int(row[0]) if row else 0,)
 
     def count(self) -> int:
         with self._read_lock:
             return int(self._read.execute("SELECT count(*) FROM events").fetchone()[0])
 
-    def commit(self, group: str, offset: int) -> None:
+    def commit(self, group: str, cursor: Sequence[int]) -> None:
+        (offset,) = cursor
         with self._write_lock:
             self._write.execute(
                 "INSERT INTO consumer_offsets (group_id, committed) VALUES (?, ?) "
@@ -160,10 +164,10 @@ class SQLiteEventLog:
                 (group, offset),
             )
 
-    def committed(self, group: str) -> int | None:
+    def committed(self, group: str) -> Cursor | None:
         with self._read_lock:
             row = self._read.execute("SELECT committed FROM consumer_offsets WHERE group_id = ?", (group,)).fetchone()
-        return int(row[0]) if row else None
+        return (int(row[0]),) if row else None
 
     def close(self) -> None:
         with self._write_lock, self._read_lock:

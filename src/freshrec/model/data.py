@@ -15,25 +15,26 @@ from tqdm.auto import tqdm
 
 from freshrec.catalog.base import Catalog
 from freshrec.events.base import EventLog, iter_pages
+from freshrec.position import advance, as_cursor, behind, start, to_json, total
 from freshrec.sequence import EventTypes, Sequences
 
 
 @dataclass
 class SequenceData:
-    """Every user's full, time-ordered sequence as the log holds it up to ``max_offset``."""
+    """Every user's full, time-ordered sequence as the log holds it up to cursor ``position``."""
 
     users: list[str]
     items: list[np.ndarray]  # per user: [S] int64 catalogue indices, oldest first
     types: list[np.ndarray]  # per user: [S] int64 event-type codes
     num_items: int
-    max_offset: int = 0
+    position: tuple[int, ...] = (0,)
     num_events: int = 0
     first_ts: float | None = None
     last_ts: float | None = None
 
     def data_range(self) -> dict:
         return {
-            "max_offset": self.max_offset,
+            "max_offset": to_json(self.position),
             "events": self.num_events,
             "users": len(self.users),
             "items": self.num_items,
@@ -47,22 +48,23 @@ def sequences_from_log(
     catalog: Catalog,
     types: EventTypes,
     collapse_repeats: bool = True,
-    upto_offset: int | None = None,
+    upto: Sequence[int] | int | None = None,
     progress: bool = False,
 ) -> SequenceData:
-    """Every user's full sequence, folded with the rule live state uses (:class:`~freshrec.sequence.Sequences`)."""
-    last = log.last_offset() if upto_offset is None else upto_offset
+    """Every user's full sequence up to cursor ``upto`` (default: the log's end), folded with the rule live
+    state uses (:class:`~freshrec.sequence.Sequences`)."""
+    last = log.ends() if upto is None else as_cursor(upto, log.partitions)
     seqs = Sequences(types, None, collapse_repeats)
-    n_events, first_ts, last_ts, max_offset = 0, None, None, 0
-    bar = tqdm(total=last, desc="reading events", unit="ev", disable=not progress, leave=False)
-    for page in iter_pages(log, upto_offset=last):
+    n_events, first_ts, last_ts, position = 0, None, None, start(log.partitions)
+    bar = tqdm(total=behind(position, last), desc="reading events", unit="ev", disable=not progress, leave=False)
+    for page in iter_pages(log, upto=last):
         seqs.fold(page, catalog.internal_ids([e.item_id for e in page], create=True))
         n_events += len(page)
-        max_offset = page[-1].offset
+        position = advance(position, (page[0].offset, page[-1].offset))
         page_ts = [e.ts for e in page]
         first_ts = min(page_ts) if first_ts is None else min(first_ts, *page_ts)
         last_ts = max(page_ts) if last_ts is None else max(last_ts, *page_ts)
-        bar.update(max_offset - bar.n)
+        bar.update(total(position) - bar.n)
     bar.close()
     users = [u for u in seqs if len(seqs.get(u))]
     return SequenceData(
@@ -70,7 +72,7 @@ def sequences_from_log(
         items=[seqs.get(u).item_array() for u in users],
         types=[seqs.get(u).type_array() for u in users],
         num_items=len(catalog),
-        max_offset=max_offset,
+        position=position,
         num_events=n_events,
         first_ts=first_ts,
         last_ts=last_ts,

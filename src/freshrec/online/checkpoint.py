@@ -1,4 +1,4 @@
-"""The online trainer's durable state: weights, id map and committed offset, switched atomically.
+"""The online trainer's durable state: weights, id map and committed offsets, switched atomically.
 
 Each checkpoint is a directory written under a temporary name and renamed into place; a pointer file
 (``CHECKPOINT``) names the newest one and is replaced with ``os.replace``. The committed offset therefore
@@ -20,21 +20,48 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from freshrec.model.sasrec import SASRec, SASRecConfig
+from freshrec.position import as_cursor, partition_of
 
 
 @dataclass
 class TrainerState:
-    committed_offset: int  # every event up to here is in the weights
+    """Where the trainer stands. Cursors are per event-log partition (:mod:`freshrec.position`).
+
+    >>> s = TrainerState(committed=[4], base_version="v00001", published=[4])
+    >>> s.add_range(5, 9); s.committed = [9]
+    >>> s.unpublished_ranges(), s.trained_ranges
+    ([[5, 9]], [[5, 9]])
+    """
+
+    committed: list[int]  # cursor: every event up to here is in the weights
     base_version: str  # the registry version these weights descend from
-    since_publish_from: int  # first offset trained since the last publish
+    published: list[int]  # cursor: ``committed`` when the weights were last published (or restarted)
     trained_ranges: list[list[int]] = field(default_factory=list)  # merged [from, to] offset ranges
     batches: int = 0
 
     def add_range(self, first: int, last: int) -> None:
-        if self.trained_ranges and first <= self.trained_ranges[-1][1] + 1:
-            self.trained_ranges[-1][1] = max(self.trained_ranges[-1][1], last)
-        else:
-            self.trained_ranges.append([first, last])
+        merged: list[list[int]] = []
+        for lo, hi in sorted([*self.trained_ranges, [first, last]]):
+            if merged and lo <= merged[-1][1] + 1 and partition_of(lo) == partition_of(merged[-1][1]):
+                merged[-1][1] = max(merged[-1][1], hi)
+            else:
+                merged.append([lo, hi])
+        self.trained_ranges = merged
+
+    def unpublished_ranges(self) -> list[list[int]]:
+        """Per partition with events trained since the last publish, their ``[first, last]`` offsets."""
+        return [[p + 1, c] for p, c in zip(self.published, self.committed, strict=True) if c > p]
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], partitions: int) -> TrainerState:
+        """A state as :meth:`CheckpointStore.save` wrote it (also the one-offset form of one-partition logs)."""
+        raw = dict(raw)
+        if "committed_offset" in raw:
+            raw["committed"] = [raw.pop("committed_offset")]
+            raw["published"] = [raw.pop("since_publish_from") - 1]
+        raw["committed"] = list(as_cursor(raw["committed"], partitions))
+        raw["published"] = list(as_cursor(raw["published"], partitions))
+        return cls(**raw)
 
 
 class CheckpointStore:
@@ -67,7 +94,7 @@ class CheckpointStore:
 
     _previous: str | None = None
 
-    def load(self) -> tuple[SASRec, list[str], TrainerState] | None:
+    def load(self, partitions: int = 1) -> tuple[SASRec, list[str], TrainerState] | None:
         try:
             name = (self.root / "CHECKPOINT").read_text().strip()
         except FileNotFoundError:
@@ -78,7 +105,7 @@ class CheckpointStore:
         model.load_state_dict(load_file(str(path / "weights.safetensors")))
         item_ids = json.loads((path / "items.json").read_text())
         self._previous = name
-        return model, item_ids, TrainerState(**raw)
+        return model, item_ids, TrainerState.from_dict(raw, partitions)
 
     def save_holdout(self, holdout: dict[str, Any]) -> dict[str, Any]:
         """The fixed older holdout of this lineage, written once."""

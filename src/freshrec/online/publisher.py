@@ -29,6 +29,7 @@ from freshrec.model.registry import ModelRegistry
 from freshrec.model.rowmap import RowMap
 from freshrec.online.checkpoint import CheckpointStore, TrainerState
 from freshrec.online.learner import History, Learner, grow
+from freshrec.position import to_json
 from freshrec.schema import EventRecord
 from freshrec.sequence import EventTypes, Sequences
 
@@ -146,7 +147,7 @@ class Publisher:
         learner: Learner,
         state: TrainerState,
         untrained: set[str],
-        evaluated_on: tuple[int, int],
+        evaluated_on: list[list[int]],
         recent: EvalSet | None = None,
     ) -> tuple[GateDecision | None, str | None]:
         """Judge the learner's weights and publish them if the gate accepts; returns (decision, version).
@@ -155,7 +156,7 @@ class Publisher:
         forgetting is judged). No decision when nothing was trained since the last publish or publishing is
         pinned. Restarts the weights (``decision.context["resynced"]``) after repeated drift.
         """
-        if state.committed_offset < state.since_publish_from or self.registry.pinned():
+        if not state.unpublished_ranges() or self.registry.pinned():
             return None, None  # nothing new to judge, or publishing is frozen: skip the costly comparison
         current_version, current = self.current()
         holdouts = {"older": self.older_eval_set()}
@@ -175,8 +176,8 @@ class Publisher:
         if current_version is not None and "older" in decision.ranks["current"]:
             self._older_ranks = (current_version, decision.ranks["current"]["older"])
         decision.context = {
-            "trained_offsets": [state.since_publish_from, state.committed_offset],
-            "evaluated_on_offsets": list(evaluated_on),
+            "trained_offsets": state.unpublished_ranges(),
+            "evaluated_on_offsets": [list(r) for r in evaluated_on],
         }
         published = self._publish(learner, state, untrained, decision, current_version) if decision.accepted else None
         if not decision.behind_lineage:
@@ -206,11 +207,11 @@ class Publisher:
             {
                 "kind": "online",
                 "holdout": "none",
-                "offsets": {"from": state.since_publish_from, "to": state.committed_offset},
+                "offsets": {"from": to_json([p + 1 for p in state.published]), "to": to_json(state.committed)},
                 "trained_ranges": state.trained_ranges[-20:],
                 "untrained_items": sorted(untrained),
                 "metrics": {"gate": decision.figures},
-                "data": {"max_offset": state.committed_offset},
+                "data": {"max_offset": to_json(state.committed)},
                 "gate": {"reason": decision.reason, "tolerance": decision.tolerance},
             },
             parent=parent,
@@ -218,7 +219,7 @@ class Publisher:
             ranker=self.registry.ranker(parent) if parent is not None else None,
         )
         decision.candidate_version = published
-        state.since_publish_from = state.committed_offset + 1
+        state.published = list(state.committed)
         state.base_version = published
         self._current = (published, (candidate, learner.row_map.rows))
         if "older" in decision.ranks["candidate"]:
@@ -238,9 +239,10 @@ class Publisher:
         if len(extra):
             grow(model, None, extra)
         learner.adopt(model, learner.item_ids)
-        discarded = [state.since_publish_from, state.committed_offset]
-        state.trained_ranges = _without(state.trained_ranges, *discarded)
-        state.since_publish_from = state.committed_offset + 1
+        discarded = state.unpublished_ranges()
+        for first, last in discarded:
+            state.trained_ranges = _without(state.trained_ranges, first, last)
+        state.published = list(state.committed)
         self.rejections = 0
         log.warning(
             "%d rejections in a row behind the lineage: the trainer restarts its weights from %s", RESYNC_AFTER, version

@@ -66,7 +66,7 @@ class OnlineRanker:
     Example
     -------
     >>> ranking = OnlineRanker(stores, seed=42)                  # doctest: +SKIP
-    >>> ranking.rebuild(upto_offset=trainer.state.committed_offset)  # doctest: +SKIP
+    >>> ranking.rebuild(upto=trainer.state.committed)           # doctest: +SKIP
     >>> ranking.observe(events, idx)                              # doctest: +SKIP
     >>> decision = ranking.refit_if_due()                         # doctest: +SKIP
     """
@@ -83,10 +83,10 @@ class OnlineRanker:
         self._serving: ServingModel | None = None
         self.gate_log = GateLog(stores.registry.root)
 
-    def rebuild(self, upto_offset: int) -> None:
-        """Fold the log up to ``upto_offset`` into the live state (no requests)."""
+    def rebuild(self, upto: Sequence[int]) -> None:
+        """Fold the log up to cursor ``upto`` into the live state (no requests)."""
         catalog = self.stores.catalog
-        for page in iter_pages(self.stores.event_log, upto_offset=upto_offset):
+        for page in iter_pages(self.stores.event_log, upto=upto):
             self.collector.feed(None, page, catalog.internal_ids([e.item_id for e in page], create=True))
 
     def serving(self) -> ServingModel | None:

@@ -2,9 +2,9 @@
 
 One micro-batch, in order:
 
-1. read the events after the committed offset (up to ``online.micro_batch_events``, twice as many while
-   more than that are waiting: a trainer that has fallen behind takes fewer, larger steps until it has
-   caught up);
+1. read the events after the committed cursor, partition after partition (up to
+   ``online.micro_batch_events``, twice as many while more than that are waiting: a trainer that has fallen
+   behind takes fewer, larger steps until it has caught up);
 2. fold them into the trainer's user sequences (the one fold rule, :class:`~freshrec.sequence.Sequences`),
    noting the history each event was chosen after;
 3. grow the item table for items the model has never seen, and rebuild the rows of items it has a row for
@@ -17,7 +17,7 @@ One micro-batch, in order:
 6. while serving uses the ranker: record the requests serving would have answered for a sample of the
    batch's events, and refit, gate and publish the ranker when enough new ones arrived
    (:class:`~freshrec.online.ranking.OnlineRanker`);
-7. checkpoint weights + committed offset atomically.
+7. checkpoint weights + committed cursor atomically.
 
 A crash anywhere before 7 leaves the previous checkpoint, so the batch is trained again: at-least-once,
 never skipped. If the current version is changed from outside (rollback, a full retrain), the trainer
@@ -50,6 +50,7 @@ from freshrec.online.growth import CALIBRATION_USERS, TableGrowth
 from freshrec.online.learner import History, Learner
 from freshrec.online.publisher import Publisher
 from freshrec.online.ranking import OnlineRanker
+from freshrec.position import advance, as_cursor, describe, ranges
 from freshrec.schema import EventRecord
 from freshrec.sequence import Sequences, UserSequence
 from freshrec.stores import Stores
@@ -68,8 +69,7 @@ _EMPTY = np.zeros(0, dtype=np.int64)
 
 @dataclass
 class BatchReport:
-    first_offset: int
-    last_offset: int
+    ranges: list[list[int]]  # per partition, the batch's [first, last] offsets
     events: int
     trained_users: int
     replayed_users: int
@@ -82,6 +82,16 @@ class BatchReport:
     ranker_requests: int = 0  # requests recorded for the ranker (chosen item among the candidates)
     ranker_decision: GateDecision | None = None  # a refitted ranker's gate decision, when one was due
     ranker_seconds: float = 0.0  # of ``seconds``: recording requests, and fitting and judging a ranker
+
+    @property
+    def first_offset(self) -> int:
+        """The batch's lowest offset (with one partition, its first)."""
+        return self.ranges[0][0]
+
+    @property
+    def last_offset(self) -> int:
+        """The batch's highest offset (with one partition, its last)."""
+        return self.ranges[-1][1]
 
 
 class OnlineTrainer:
@@ -100,7 +110,8 @@ class OnlineTrainer:
         self._seed = stores.settings.train.seed
         self._last_publish_attempt = time.monotonic()
         self._last_batch_at = time.monotonic()
-        self._last_batch: tuple[int, int] | None = None  # offsets of the last micro-batch trained
+        self._last_batch: list[list[int]] | None = None  # offset ranges of the last micro-batch trained
+        self._next_partition = 0  # where the next micro-batch starts reading (partitions take turns)
         self._load()
 
     # ---- lineage ---------------------------------------------------------------------------------
@@ -109,7 +120,8 @@ class OnlineTrainer:
         """Start from the checkpoint if it descends from the current version, else from the current version."""
         registry = self.stores.registry
         current = registry.current()
-        restored = self.checkpoints.load()
+        partitions = self.stores.event_log.partitions
+        restored = self.checkpoints.load(partitions)
         if restored is not None and restored[2].base_version == current:
             model, item_ids, self.state = restored
         else:
@@ -118,12 +130,18 @@ class OnlineTrainer:
             if restored is not None:
                 log.info("current version %s changed outside the trainer: restarting from it", current)
             loaded = registry.load(current)
-            offset = (loaded.meta.get("offsets") or {}).get("to") or loaded.meta.get("data", {}).get("max_offset", 0)
+            reached = (loaded.meta.get("offsets") or {}).get("to") or loaded.meta.get("data", {}).get("max_offset")
+            committed = list(as_cursor(reached, partitions))
+            ends = self.stores.event_log.ends()
+            if any(c > e for c, e in zip(committed, ends, strict=True)):
+                # trained on another log (the deployment moved to a new one): its events are not in this log
+                log.warning("version %s was trained beyond this event log's end: training from its end", current)
+                committed = [min(c, e) for c, e in zip(committed, ends, strict=True)]
             model, item_ids = loaded.model, list(loaded.item_ids)
             self.state = TrainerState(
-                committed_offset=int(offset),
+                committed=committed,
                 base_version=current,
-                since_publish_from=int(offset) + 1,
+                published=list(committed),
                 # A crash between publishing and checkpointing lands here: keep the lineage's record.
                 trained_ranges=[list(r) for r in loaded.meta.get("trained_ranges", [])],
             )
@@ -149,16 +167,16 @@ class OnlineTrainer:
         self.ranking: OnlineRanker | None = None
         if self.stores.settings.serving.ranker:
             self.ranking = OnlineRanker(self.stores, self._seed, self.settings.gate_tolerance)
-            self.ranking.rebuild(self.state.committed_offset)
+            self.ranking.rebuild(self.state.committed)
 
     def _rebuild_sequences(self) -> None:
-        """Every user's sequence as of the committed offset (one entry more than the model reads: a target)."""
+        """Every user's sequence as of the committed cursor (one entry more than the model reads: a target)."""
         settings = self.stores.settings
         self.sequences = Sequences(
             self.stores.types, self.learner.max_len + 1, collapse_repeats=settings.state.collapse_repeats
         )
         self.buffer = ReservoirBuffer(self.settings.buffer_size, seed=self._seed)
-        for page in iter_pages(self.stores.event_log, upto_offset=self.state.committed_offset):
+        for page in iter_pages(self.stores.event_log, upto=self.state.committed):
             self.buffer.extend([page[j].user_id for j in self.sequences.fold(page, self._catalog_idx(page))])
 
     def _follow_external_changes(self) -> None:
@@ -186,13 +204,13 @@ class OnlineTrainer:
 
     # ---- one micro-batch -------------------------------------------------------------------------
 
-    def _commit(self, offset: int) -> None:
+    def _commit(self) -> None:
         """Tell the event log (Kafka: the consumer group) how far the checkpoint reaches. The checkpoint stays
-        the trainer's own record of where to resume; the committed offset is what the log's tools see."""
+        the trainer's own record of where to resume; the committed offsets are what the log's tools see."""
         try:
-            self.stores.event_log.commit(TRAINER_GROUP, offset)
+            self.stores.event_log.commit(TRAINER_GROUP, self.state.committed)
         except FreshrecError as exc:  # the broker is down: the next checkpoint commits again
-            log.warning("could not commit offset %d for %s: %s", offset, TRAINER_GROUP, exc)
+            log.warning("could not commit %s for %s: %s", describe(self.state.committed), TRAINER_GROUP, exc)
 
     def due(self, pending: int) -> bool:
         """Whether enough has accumulated to train now (events, or time since the last batch)."""
@@ -203,12 +221,24 @@ class OnlineTrainer:
     def poll(self, force: bool = False) -> BatchReport | None:
         """Train one micro-batch if one is due (``force``: whatever is there). ``None`` when idle."""
         self._follow_external_changes()
-        limit = CATCH_UP_FACTOR * self.settings.micro_batch_events
-        events = self.stores.event_log.read(self.state.committed_offset, limit)
+        events = self._next_events(CATCH_UP_FACTOR * self.settings.micro_batch_events)
         if not events or not (force or self.due(len(events))):
             self._publish_in_lull()
             return None
         return self.process(events)
+
+    def _next_events(self, limit: int) -> list[EventRecord]:
+        """Up to ``limit`` events after the committed cursor: partitions take turns at starting the batch, and
+        the next ones fill what is left."""
+        events: list[EventRecord] = []
+        committed = self.state.committed
+        for k in range(len(committed)):
+            if len(events) >= limit:
+                break
+            p = (self._next_partition + k) % len(committed)
+            events += self.stores.event_log.read(committed[p], limit - len(events))
+        self._next_partition = (self._next_partition + 1) % len(committed)
+        return events
 
     def _publish_in_lull(self) -> None:
         """Publish what was trained before the stream went quiet, judged on the older holdout alone;
@@ -217,7 +247,7 @@ class OnlineTrainer:
         if (
             last is None
             or not idle
-            or self.state.committed_offset < self.state.since_publish_from
+            or not self.state.unpublished_ranges()
             or now - self._last_batch_at < idle
             or now - self._last_publish_attempt < self.settings.publish_interval_s
         ):
@@ -226,7 +256,7 @@ class OnlineTrainer:
         self.checkpoints.save(self.model, self.item_ids, self.state)
 
     def _judge(
-        self, evaluated_on: tuple[int, int], recent: EvalSet | None = None
+        self, evaluated_on: list[list[int]], recent: EvalSet | None = None
     ) -> tuple[GateDecision | None, str | None]:
         self._last_publish_attempt = time.monotonic()
         decision, published = self.publisher.judge(self.learner, self.state, self.untrained, evaluated_on, recent)
@@ -243,10 +273,10 @@ class OnlineTrainer:
         new_items, rebuilt = self.growth.apply(
             self.learner, events, idx, histories, self.untrained, lambda: self._known_histories(batch_users)
         )
-        offsets = (events[0].offset, events[-1].offset)
+        batch_ranges = ranges(e.offset for e in events)
         decision, published = None, None
         if time.monotonic() - self._last_publish_attempt >= self.settings.publish_interval_s:
-            decision, published = self._judge(offsets, self.publisher.recent_holdout(events, idx, histories))
+            decision, published = self._judge(batch_ranges, self.publisher.recent_holdout(events, idx, histories))
         self.untrained.difference_update(e.item_id for e in events)
         fresh = Counter(added)  # user -> new entries, in order of first appearance
         replay = self.buffer.sample(
@@ -257,16 +287,16 @@ class OnlineTrainer:
         t_rank = time.perf_counter()
         ranker_requests, ranker_decision = self._rank(events, idx)
         ranker_seconds = time.perf_counter() - t_rank
-        self.state.committed_offset = offsets[1]
-        self.state.add_range(*offsets)
+        self.state.committed = list(advance(self.state.committed, (e.offset for e in events)))
+        for first, last in batch_ranges:
+            self.state.add_range(first, last)
         self.state.batches += 1
         self.checkpoints.save(self.model, self.item_ids, self.state)
-        self._commit(offsets[1])
-        self._last_batch = offsets
+        self._commit()
+        self._last_batch = batch_ranges
         self._last_batch_at = time.monotonic()
         return BatchReport(
-            offsets[0],
-            offsets[1],
+            batch_ranges,
             len(events),
             len(fresh),
             len(replay),

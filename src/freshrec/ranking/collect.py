@@ -157,12 +157,13 @@ def collect(
     stores: Stores,
     serving: ServingModel,
     targets: Mapping[str, int],
-    upto_offset: int | None = None,
+    upto: Sequence[int] | None = None,
     progress: bool = False,
 ) -> Requests:
     """Requests for the events that add entry ``targets[user]`` (0-based) to each user's full sequence.
 
-    Every event up to ``upto_offset`` is folded into fresh live state in log order (:class:`RequestCollector`);
+    Every event up to cursor ``upto`` (default: the log's end) is folded into fresh live state in log order
+    (:class:`RequestCollector`);
     just before each target event, the user's candidates and their features are gathered
     (:func:`~freshrec.ranking.assemble.gather`) with ``serving`` as the model. Requests whose chosen item is
     not among the candidates are asked but not kept (nothing to learn from them).
@@ -171,9 +172,8 @@ def collect(
     counter = Sequences(stores.types, None, stores.settings.state.collapse_repeats)
     negative = stores.types.negative
     asked: list[Request] = []
-    last = stores.event_log.last_offset() if upto_offset is None else upto_offset
     bar = tqdm(total=len(targets), desc="ranker requests", unit="req", disable=not progress, leave=False)
-    for page in iter_pages(stores.event_log, upto_offset=last):
+    for page in iter_pages(stores.event_log, upto=upto if upto is not None else stores.event_log.ends()):
         idx = stores.catalog.internal_ids([e.item_id for e in page], create=True)
         before: dict[int, int] = {}
 

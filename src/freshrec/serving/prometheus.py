@@ -21,4 +21,8 @@ class ServiceMetrics:
         )
         self.model_swaps = Counter("freshrec_model_swaps_total", "Model versions swapped in.", registry=self.registry)
         self.users = Gauge("freshrec_users", "Users with live state.", registry=self.registry)
-        self.last_offset = Gauge("freshrec_last_offset", "Highest event offset in live state.", registry=self.registry)
+        self.last_offset = Gauge(
+            "freshrec_last_offset",
+            "Events folded into live state, as log positions (the highest offset with one partition).",
+            registry=self.registry,
+        )

@@ -10,6 +10,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from freshrec.position import Cursor
 from freshrec.schema import EventRecord, UserSnapshot
 from freshrec.storage_url import connect_redis, split_url
 
@@ -17,9 +18,9 @@ from freshrec.storage_url import connect_redis, split_url
 @runtime_checkable
 class StateStore(Protocol):
     """Guarantees: after ``apply`` returns, ``get`` reflects those events; events are applied in the
-    order given (the event log's offset order); ``applied_offset`` is the highest offset applied."""
+    order given (the event log's offset order within each partition); :meth:`applied` is how far the
+    applied events reach in each partition."""
 
-    applied_offset: int
     #: Whether other processes fold into the same state (events they append are folded by them).
     shared: bool
 
@@ -30,11 +31,16 @@ class StateStore(Protocol):
     def apply(self, events: Sequence[EventRecord], item_idx: Sequence[int]) -> list[int]:
         """Fold events into user state; ``item_idx[i]`` is the catalogue index of ``events[i]``. Returns the
         positions of the events this call applied: all of them, except in a store shared by several workers,
-        where events at or below the applied offset were applied by another worker already."""
+        where events at or below their partition's applied offset were applied by another worker already."""
+        ...
+
+    def applied(self, partitions: int = 1) -> Cursor:
+        """Per partition (of the first ``partitions``), the highest offset applied."""
         ...
 
     def skip_to(self, offset: int) -> None:
-        """Count every event up to ``offset`` as applied without folding it (events no state can fold)."""
+        """Count every event of ``offset``'s partition up to ``offset`` as applied without folding it
+        (events no state can fold)."""
         ...
 
     def get_many(self, user_ids: Sequence[str]) -> list[UserSnapshot | None]:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from freshrec.position import Cursor, base, partition_of
 from freshrec.schema import EventRecord, UserSnapshot
 from freshrec.sequence import EventTypes, Sequences, UserSequence
 from freshrec.state.graph import ItemGraph
@@ -23,14 +24,14 @@ class MemoryStateStore:
     >>> store.apply([EventRecord(1, "u", "a", "view", 1.0), EventRecord(2, "u", "b", "skip", 2.0)], [1, 2])
     [0, 1]
     >>> snap = store.get("u")
-    >>> snap.items.tolist(), snap.seen.tolist(), store.applied_offset
-    ([1], [1, 2], 2)
+    >>> snap.items.tolist(), snap.seen.tolist(), store.applied()
+    ([1], [1, 2], (2,))
     """
 
     def __init__(
         self, types: EventTypes, max_len: int = 200, collapse_repeats: bool = True, item_graph: bool = True
     ) -> None:
-        self.applied_offset = 0
+        self._applied: dict[int, int] = {}  # partition -> highest offset applied
         #: Only this process reads and writes it.
         self.shared = False
         self._sequences = Sequences(types, max_len, collapse_repeats)
@@ -58,13 +59,22 @@ class MemoryStateStore:
             if graph is not None:
                 for j in added:
                     graph.add(events[j].user_id, int(item_idx[j]), previous[j])
-            if events:
-                self.applied_offset = max(self.applied_offset, max(e.offset for e in events))
+            for e in events:
+                self._advance(e.offset)
         return list(range(len(events)))
+
+    def _advance(self, offset: int) -> None:
+        p = partition_of(offset)
+        if offset > self._applied.get(p, 0):
+            self._applied[p] = offset
+
+    def applied(self, partitions: int = 1) -> Cursor:
+        with self._lock:
+            return tuple(self._applied.get(p, base(p)) for p in range(partitions))
 
     def skip_to(self, offset: int) -> None:
         with self._lock:
-            self.applied_offset = max(self.applied_offset, offset)
+            self._advance(offset)
 
     def get_many(self, user_ids: Sequence[str]) -> list[UserSnapshot | None]:
         return [self.get(u) for u in user_ids]

@@ -4,16 +4,17 @@ Keys (under ``prefix``): ``seq:<user>`` the sequence as one binary string (versi
 arrays' bytes: one ``MGET`` reads a whole batch of users, one ``MSET`` writes them);
 ``users`` the set of users with state; ``fol:<item>`` a hash of follower -> count; ``ru:<item>`` a sorted set
 of the users whose sequence most recently gained the item (scored by a global stamp); ``applied`` the
-highest offset applied; ``created`` the counter that keeps versions unique across users, workers and
-deletes. Events are folded by the one rule (:class:`~freshrec.sequence.Sequences`) in this process, on the
-touched users' sequences read under ``WATCH``; the new sequences and graph updates are written in one
-``MULTI``/``EXEC``, retried from the read if another writer changed one of those users, or the applied
-offset, in between.
+highest offset applied in partition 0 (``applied:<p>`` in partition ``p``); ``created`` the counter that
+keeps versions unique across users, workers and deletes. Events are folded by the one rule
+(:class:`~freshrec.sequence.Sequences`) in this process, on the touched users' sequences read under ``WATCH``;
+the new sequences and graph updates are written in one ``MULTI``/``EXEC``, retried from the read if another
+writer changed one of those users, or the applied offset of one of the events' partitions, in between.
 
 Each logged event is applied once, whichever process gets there first: ``apply`` skips events at or below
-the applied offset (another worker applied them). Workers that append to one event log apply its events in
-offset order: an engine whose appended events do not follow the applied offset reads the log from it
-(:meth:`~freshrec.engine.Engine.catch_up`), so no event is skipped and none is folded twice.
+their partition's applied offset (another worker applied them). Workers that append to one event log apply
+each partition's events in offset order: an engine whose appended events do not follow the applied offset
+reads the log from it (:meth:`~freshrec.engine.Engine.catch_up`), so no event is skipped and none is folded
+twice.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from freshrec.position import Cursor, base, partition_of
 from freshrec.schema import EventRecord, UserSnapshot
 from freshrec.sequence import EventTypes, Sequences, UserSequence
 from freshrec.state.graph import FOLLOW_WINDOW, USERS_PER_ITEM
@@ -97,9 +99,12 @@ class RedisStateStore:
     def _key(self, kind: str, name: object) -> str:
         return f"{self.prefix}{kind}:{name}"
 
-    @property
-    def applied_offset(self) -> int:
-        return int(self.client.get(self.prefix + "applied") or 0)
+    def _applied_key(self, partition: int) -> str:
+        return self.prefix + "applied" if partition == 0 else f"{self.prefix}applied:{partition}"
+
+    def applied(self, partitions: int = 1) -> Cursor:
+        raws = self.client.mget([self._applied_key(p) for p in range(partitions)])
+        return tuple(int(raw) if raw else base(p) for p, raw in enumerate(raws))
 
     def __len__(self) -> int:
         return int(self.client.scard(self.prefix + "users"))
@@ -132,12 +137,14 @@ class RedisStateStore:
         keys = [self._key("seq", u) for u in users]
         from redis.exceptions import WatchError
 
+        partitions = sorted({partition_of(e.offset) for e in events})
+        watermarks = [self._applied_key(p) for p in partitions]
         for _ in range(RETRIES):
             with self.client.pipeline(transaction=True) as pipe:
                 try:
-                    pipe.watch(self.prefix + "applied", *keys)
-                    applied = int(pipe.get(self.prefix + "applied") or 0)
-                    todo = [j for j, e in enumerate(events) if e.offset > applied]
+                    pipe.watch(*watermarks, *keys)
+                    applied = {p: int(raw or 0) for p, raw in zip(partitions, pipe.mget(watermarks), strict=True)}
+                    todo = [j for j, e in enumerate(events) if e.offset > applied[partition_of(e.offset)]]
                     if not todo:
                         return []  # another worker applied them
                     batch = [events[j] for j in todo]
@@ -154,7 +161,7 @@ class RedisStateStore:
             "if tonumber(redis.call('GET', KEYS[1]) or '0') < tonumber(ARGV[1]) then "
             "redis.call('SET', KEYS[1], ARGV[1]) end"
         )
-        self.client.eval(script, 1, self.prefix + "applied", offset)
+        self.client.eval(script, 1, self._applied_key(partition_of(offset)), offset)
 
     def _fold_and_write(
         self, pipe: Any, events: Sequence[EventRecord], item_idx: Sequence[int], users: list[str]
@@ -190,7 +197,11 @@ class RedisStateStore:
                 pipe.zadd(recent, {user: stamp + n + 1})
                 pipe.zremrangebyrank(recent, 0, -USERS_PER_ITEM - 1)
         # watched: a writer that applied more in between makes this transaction retry
-        pipe.set(self.prefix + "applied", max(e.offset for e in events))
+        newest: dict[int, int] = {}
+        for e in events:
+            p = partition_of(e.offset)
+            newest[p] = max(newest.get(p, 0), e.offset)
+        pipe.mset({self._applied_key(p): o for p, o in newest.items()})
         pipe.execute()
 
     def followers(self, items: Sequence[int]) -> list[dict[int, float]]:

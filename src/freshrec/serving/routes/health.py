@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from freshrec.position import total
 from freshrec.schema import Health
 from freshrec.serving.deps import EngineDep
 
@@ -20,5 +21,5 @@ def health(engine: EngineDep) -> Health:
 def metrics(request: Request, engine: EngineDep) -> Response:
     m = request.app.state.metrics
     m.users.set(len(engine.state))
-    m.last_offset.set(engine.state.applied_offset)
+    m.last_offset.set(total(engine.state.applied(engine.event_log.partitions)))
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
