@@ -97,6 +97,7 @@ class Server:
         self.log_path = Path(data_dir) / f"server-{self.port}.log"
         self._log = self.log_path.open("wb")
         cmd = [sys.executable, "-m", "freshrec.cli", "--data-dir", str(data_dir), "serve", "--port", str(self.port)]
+        cmd.append("--insecure")  # loopback only: the load driver measures serving, not key checks
         cmd.append("--online" if online else "--no-online")
         cmd += args or []
         self.proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT)

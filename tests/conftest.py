@@ -21,6 +21,10 @@ from tests.servers import KafkaBroker, RedisServer, free_port
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
+# Tests talk to the API without keys (servers bind loopback only); the tests of access control turn keys on
+# in their own settings (tests/serving/test_security.py), which win over this variable.
+os.environ.setdefault("FRESHREC_SECURITY__AUTH", "false")
+
 
 def make_settings(data_dir: Path, **sections: dict) -> Settings:
     """Fast settings for tests: a small model and short training on CPU."""

@@ -22,6 +22,9 @@ COMMANDS = [
     ["model"],
     ["model", "list"],
     ["model", "show"],
+    ["keys", "create"],
+    ["keys", "list"],
+    ["keys", "revoke"],
 ]
 
 
@@ -87,3 +90,28 @@ def test_replay_writes_its_report_with_what_produced_it(tmp_path: Path) -> None:
     assert report["protocol"] == "streaming replay (prequential)" and report["seed"] == 42
     assert report["machine"]["cores"] >= 1 and report["machine"]["git_commit"]
     assert {"served", "co-occurrence", "session-knn"} <= set(report["strategies"])
+
+
+def test_keys_are_created_listed_and_revoked(tmp_path: Path) -> None:
+    runner = CliRunner()
+    data = ["--data-dir", str(tmp_path / "data")]
+    created = runner.invoke(app, [*data, "keys", "create", "frontend", "--scope", "read", "--scope", "ingest"])
+    assert created.exit_code == 0, created.output
+    key = created.stdout.strip().splitlines()[-1]
+    assert key.startswith("fr_")
+    listed = runner.invoke(app, [*data, "keys", "list"])
+    key_id = key.split("_")[1]
+    assert key_id in listed.output and "frontend" in listed.output and key not in listed.output
+    assert runner.invoke(app, [*data, "keys", "revoke", key_id]).exit_code == 0
+    assert runner.invoke(app, [*data, "keys", "revoke", "deadbeef"]).exit_code == 2
+    bad = runner.invoke(app, [*data, "keys", "create", "x", "--scope", "root"])
+    assert bad.exit_code == 2 and "scopes must be some of" in bad.output
+    audit = (tmp_path / "data" / "audit.log").read_text()
+    assert f"keys create {key_id}" in audit and f"keys revoke {key_id}" in audit
+
+
+def test_insecure_serving_is_refused_off_loopback(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app, ["--data-dir", str(tmp_path / "data"), "serve", "--insecure", "--host", "0.0.0.0", "--no-online"]
+    )
+    assert result.exit_code != 0 and "loopback" in result.output

@@ -27,6 +27,8 @@ app = typer.Typer(
 )
 model_app = typer.Typer(help="Inspect published model versions.", no_args_is_help=True)
 app.add_typer(model_app, name="model")
+keys_app = typer.Typer(help="API keys: create, list, revoke.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
 content_app = typer.Typer(help="Item content for cold start: fit the encoder, inspect it.", no_args_is_help=True)
 app.add_typer(content_app, name="content")
 console = Console()
@@ -387,16 +389,51 @@ def serve(
             "(storage.state_url = redis://…).",
         ),
     ] = 1,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="No API keys: every route open to whoever reaches the port (security.auth = false). Only on a "
+            "loopback address, for local experiments.",
+        ),
+    ] = False,
 ) -> None:
     """Serve the HTTP API with the current model version (trending only until one is trained). By default an
     online trainer process learns from the event stream and new versions are swapped in as they pass the
-    quality gate."""
+    quality gate. Every route but /health needs an API key (`freshrec keys create`)."""
     import uvicorn
 
-    from freshrec.online.process import TrainerProcess
+    from freshrec.online.process import TRAINER_STATUS, TrainerProcess
     from freshrec.serving.app import WORKER_SETTINGS_ENV, create_app
 
-    settings = settings_from(ctx, serving={"host": host, "port": port}, online={"enabled": online})
+    settings = settings_from(
+        ctx,
+        serving={"host": host, "port": port},
+        online={"enabled": online},
+        security={"auth": False} if insecure else {},
+    )
+    if not settings.security.auth:
+        if settings.serving.host not in ("127.0.0.1", "localhost", "::1"):
+            raise typer.BadParameter(
+                f"serving without API keys is only allowed on a loopback address, not {settings.serving.host!r}",
+                param_hint="--insecure / security.auth",
+            )
+        err_console.print(
+            "[bold red]INSECURE:[/] no API keys are required; anyone on this machine may read, change and erase "
+            "this server's data"
+        )
+    else:
+        from freshrec.access.keys import open_key_store
+
+        store = open_key_store(settings.storage.state_url, settings.storage.data_dir)
+        try:
+            if not any(k.revoked_at is None for k in store.list()):
+                err_console.print(
+                    "[bold yellow]no API keys yet:[/] every request but /health gets 401 until you run "
+                    "`freshrec keys create NAME --scope ...`"
+                )
+        finally:
+            store.close()
     if workers > 1 and not settings.storage.state_url.startswith(("redis://", "rediss://")):
         raise typer.BadParameter(
             f"--workers {workers} needs live state every worker shares: set storage.state_url = redis://HOST:PORT/DB "
@@ -408,7 +445,9 @@ def serve(
 
         # the serving process's own knob (train, evaluate and the trainer keep theirs)
         torch.set_num_threads(settings.serving.torch_threads)
-    trainer_proc = TrainerProcess(ctx.obj or {}) if settings.online.enabled else None
+    status_path = settings.storage.data_dir / TRAINER_STATUS
+    status_path.unlink(missing_ok=True)  # a previous server's trainer is not this one's
+    trainer_proc = TrainerProcess(ctx.obj or {}, status_path) if settings.online.enabled else None
     console.print(
         f"freshrec serving on http://{settings.serving.host}:{settings.serving.port} "
         f"(data: {settings.storage.data_dir}; docs at /docs; {workers} worker{'s' if workers > 1 else ''}; "
@@ -427,10 +466,15 @@ def serve(
                 host=settings.serving.host,
                 port=settings.serving.port,
                 log_level="warning",
+                limit_concurrency=settings.security.max_connections,
             )
         else:
             uvicorn.run(
-                create_app(settings), host=settings.serving.host, port=settings.serving.port, log_level="warning"
+                create_app(settings),
+                host=settings.serving.host,
+                port=settings.serving.port,
+                log_level="warning",
+                limit_concurrency=settings.security.max_connections,
             )
     finally:
         if trainer_proc is not None:
@@ -615,9 +659,12 @@ def model_rollback(
     """Make an earlier version current; running servers swap to it within serving.model_poll_s."""
     from freshrec.model.registry import ModelRegistry
 
-    registry = ModelRegistry(settings_from(ctx).storage.resolved_model_dir())
+    settings = settings_from(ctx)
+    registry = ModelRegistry(settings.storage.resolved_model_dir())
     before = registry.current()
-    console.print(f"current version: {before} -> [bold]{registry.rollback(to)}[/]")
+    after = registry.rollback(to)
+    _audit(settings, f"model rollback {before} -> {after}")
+    console.print(f"current version: {before} -> [bold]{after}[/]")
 
 
 @model_app.command("pin")
@@ -628,8 +675,10 @@ def model_pin(
     """Make a version current and keep it there: the online trainer stops publishing until `unpin`."""
     from freshrec.model.registry import ModelRegistry
 
-    registry = ModelRegistry(settings_from(ctx).storage.resolved_model_dir())
-    console.print(f"pinned [bold]{registry.pin(version)}[/]")
+    settings = settings_from(ctx)
+    pinned = ModelRegistry(settings.storage.resolved_model_dir()).pin(version)
+    _audit(settings, f"model pin {pinned}")
+    console.print(f"pinned [bold]{pinned}[/]")
 
 
 @model_app.command("unpin")
@@ -638,7 +687,9 @@ def model_unpin(ctx: typer.Context) -> None:
     """Let the online trainer publish again."""
     from freshrec.model.registry import ModelRegistry
 
-    ModelRegistry(settings_from(ctx).storage.resolved_model_dir()).unpin()
+    settings = settings_from(ctx)
+    ModelRegistry(settings.storage.resolved_model_dir()).unpin()
+    _audit(settings, "model unpin")
     console.print("unpinned")
 
 
@@ -659,3 +710,78 @@ def model_show(
 
 if __name__ == "__main__":
     app()
+
+
+def _audit(settings: Settings, action: str, **detail: Any) -> None:
+    """An administrative command, in the audit log the API's admin requests go to (by "cli", no key)."""
+    from freshrec.access.audit import AuditLog
+
+    AuditLog(settings.storage.data_dir / "audit.log").record(None, "cli", action, None, **detail)
+
+
+def _key_store(ctx: typer.Context):  # type: ignore[no-untyped-def]
+    from freshrec.access.keys import open_key_store
+
+    settings = settings_from(ctx)
+    return open_key_store(settings.storage.state_url, settings.storage.data_dir), settings
+
+
+@keys_app.command("create")
+@friendly_errors
+def keys_create(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Who or what uses the key (shown in lists and the audit log).")],
+    scope: Annotated[
+        list[str],
+        typer.Option(help="ingest, read, catalog or admin (admin allows everything); repeat for several."),
+    ],
+    rate_limit: Annotated[
+        float | None, typer.Option(help="Requests per second per API process (default security.rate_limit).")
+    ] = None,
+) -> None:
+    """Create an API key. It is printed once: store it now, freshrec keeps only its hash."""
+    store, settings = _key_store(ctx)
+    try:
+        key, info = store.create(name, scope, rate_limit)
+    finally:
+        store.close()
+    _audit(settings, f"keys create {info.key_id}", name=info.name, scopes=list(info.scopes))
+    err_console.print(f"created key {info.key_id} ({info.name}; scopes {', '.join(info.scopes)}); it is shown once:")
+    console.print(key)
+
+
+@keys_app.command("list")
+@friendly_errors
+def keys_list(ctx: typer.Context) -> None:
+    """Every API key's id, name, scopes and state (never the key itself)."""
+    import datetime as dt
+
+    store, _ = _key_store(ctx)
+    try:
+        keys = store.list()
+    finally:
+        store.close()
+    table = Table(title="API keys")
+    for column in ("id", "name", "scopes", "rate limit", "created", "revoked"):
+        table.add_column(column)
+    for k in keys:
+
+        def when(t: float | None) -> str:
+            return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M") if t else ""
+
+        rate = f"{k.rate_limit:g}/s" if k.rate_limit else "default"
+        table.add_row(k.key_id, k.name, ", ".join(k.scopes), rate, when(k.created_at), when(k.revoked_at))
+    console.print(table)
+
+
+@keys_app.command("revoke")
+@friendly_errors
+def keys_revoke(ctx: typer.Context, key_id: Annotated[str, typer.Argument(help="The key's id (keys list).")]) -> None:
+    """Revoke an API key for good (API processes stop accepting it within seconds)."""
+    store, settings = _key_store(ctx)
+    try:
+        store.revoke(key_id)
+    finally:
+        store.close()
+    _audit(settings, f"keys revoke {key_id}")
+    console.print(f"revoked key {key_id}")

@@ -83,6 +83,12 @@ class EventSettings(_Section):
     max_batch: int = Field(1000, ge=1, description="Most events one POST /v1/events may carry.")
     max_id_length: int = Field(256, ge=1, le=1024, description="Longest user_id / item_id / event_id.")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    max_future_s: float = Field(
+        3600.0,
+        ge=0,
+        description="How far past the server's clock an event's timestamp may be; later ones are refused (422), "
+        "so one event cannot stay 'newest' and top trending for ever.",
+    )
 
     @property
     def types(self) -> list[str]:
@@ -206,6 +212,43 @@ class ServingSettings(_Section):
     )
 
 
+class SecuritySettings(_Section):
+    """Who may call the API, and how much."""
+
+    auth: bool = Field(
+        True,
+        description="Require an API key (Authorization: Bearer fr_...; `freshrec keys create`) on every route "
+        "but /health. Off only for local experiments (`freshrec serve --insecure`): anyone who reaches the "
+        "port may then read and erase data.",
+    )
+    rate_limit: float = Field(
+        200.0,
+        ge=0,
+        description="Requests per second one API key may make to one API process (a batch of events counts "
+        "once; 0: unlimited); `freshrec keys create --rate-limit` sets it per key.",
+    )
+    rate_burst: int = Field(400, ge=1, description="Requests a key may make at once before its rate applies.")
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host headers the API answers (400 for others; '*' any). Empty: any host while keys are "
+        "required, only localhost names without them (no DNS rebinding of a keyless local server).",
+    )
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins browsers may call the API from (CORS); none by default."
+    )
+    public_metrics: bool = Field(False, description="Serve /metrics without a key (else it needs the read scope).")
+    docs: bool = Field(True, description="Serve the OpenAPI description at /docs and /openapi.json.")
+    max_connections: int = Field(
+        1000,
+        ge=1,
+        description="Connections and requests one API process holds at once; beyond it new ones get 503, so "
+        "slow or idle clients cannot exhaust the process's file descriptors.",
+    )
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="Seconds a client may take to send a request body before it gets 408."
+    )
+
+
 class OnlineSettings(_Section):
     """Continual learning from the event stream (the online trainer)."""
 
@@ -285,6 +328,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     online: OnlineSettings = Field(default_factory=OnlineSettings)
     content: ContentSettings = Field(default_factory=ContentSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @field_validator("storage", mode="after")
     @classmethod

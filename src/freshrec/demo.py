@@ -19,6 +19,7 @@ import uvicorn
 from rich.console import Console
 from rich.table import Table
 
+from freshrec.access.keys import open_key_store
 from freshrec.config import Settings
 from freshrec.datasets.synthetic import SyntheticShop, generate_shop
 from freshrec.engine import Engine, build_engine
@@ -133,7 +134,19 @@ def run_demo(
         )
         engine.load_model()
         port = port or free_port()
-        with serve_in_thread(settings, engine, port) as url, httpx.Client(base_url=url, timeout=10) as client:
+        headers = {}
+        if settings.security.auth:
+            store = open_key_store(settings.storage.state_url, settings.storage.data_dir)
+            try:
+                key, _ = store.create("demo", ["admin"])
+            finally:
+                store.close()
+            headers = {"Authorization": f"Bearer {key}"}
+            console.print(f"API key of this demo (admin scope; revoke it with `freshrec keys revoke`): {key}")
+        with (
+            serve_in_thread(settings, engine, port) as url,
+            httpx.Client(base_url=url, timeout=10, headers=headers) as client,
+        ):
             console.rule(f"serving on {url} — streaming events")
             rng = np.random.default_rng(seed)
             users = list(dict.fromkeys(e.user_id for e in reversed(shop.events)))[:3]

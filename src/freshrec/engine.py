@@ -28,6 +28,7 @@ from freshrec.schema import (
     AppendResult,
     EventAck,
     EventIn,
+    EventOut,
     EventRecord,
     Health,
     ItemIn,
@@ -37,6 +38,7 @@ from freshrec.schema import (
     RecommendationList,
     SequenceEntry,
     SimilarItems,
+    UserExport,
     UserStateOut,
 )
 from freshrec.serving_model import ServingModel
@@ -131,8 +133,8 @@ class Engine:
 
     def ingest(self, events: Sequence[EventIn]) -> EventAck:
         """Validate, store durably, update user state; returns only when all of that is done."""
-        check_events(events, self.settings.events, self.types)
         now = time.time()
+        check_events(events, self.settings.events, self.types, now)
         records = [
             EventRecord(
                 0,
@@ -351,6 +353,23 @@ class Engine:
         if not removed and not had_preferences:
             raise NotFound(f"unknown user {user_id!r}")
         return removed
+
+    def export_user(self, user_id: str) -> UserExport:
+        """Everything held about a user (data subject access): logged events with context, live state,
+        onboarding preferences."""
+        events = self.event_log.user_events(user_id)
+        try:
+            state = self.user_state(user_id)
+        except NotFound:
+            state = None
+        if not events and state is None:
+            raise NotFound(f"unknown user {user_id!r}")
+        return UserExport(
+            user_id=user_id,
+            events=[EventOut.model_validate(e, from_attributes=True) for e in events],
+            state=state,
+            preferences=self.preferences.get(user_id),
+        )
 
     def set_preferences(self, user_id: str, categories: Sequence[str]) -> list[str]:
         """Store a user's onboarding categories (each must exist in the catalogue); returns them."""

@@ -36,3 +36,37 @@ class Unavailable(FreshrecError):
     client may retry (with ``event_id`` set, a retried event is stored once)."""
 
     status = 503
+
+
+class Unauthorized(FreshrecError):
+    """No API key, or one that is unknown or revoked."""
+
+    status = 401
+
+
+class Forbidden(FreshrecError):
+    """The API key is valid but lacks the scope the request needs."""
+
+    status = 403
+
+
+class Conflict(FreshrecError):
+    """The request contradicts what is stored (an ``event_id`` already stored with another payload)."""
+
+    status = 409
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A request body that is not JSON."""
+
+    status = 415
+
+
+class TooManyRequests(FreshrecError):
+    """The API key's rate limit is spent; ``retry_after`` seconds until a request is allowed again."""
+
+    status = 429
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

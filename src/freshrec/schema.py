@@ -19,11 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, Stric
 ID_HARD_MAX = 1024
 
 
-def _check_id(value: str) -> str:
+def _check_id(value: str, addressed: bool = False) -> str:
+    """``addressed``: the id is also a URL path segment of the API (users, items), so it must be one."""
     if not value.strip():
         raise ValueError("must not be empty or whitespace")
     if any(ord(c) < 32 or ord(c) == 127 for c in value):
         raise ValueError("must not contain control characters")
+    if addressed and ("/" in value or value in (".", "..")):
+        raise ValueError("must not contain '/' or be '.' or '..' (the API addresses it in a URL path)")
     return value
 
 
@@ -52,9 +55,14 @@ class EventIn(BaseModel):
     event_id: Id | None = Field(None, description="Idempotency key: an event_id is stored at most once.")
     context: dict[str, Any] | None = Field(None, description="Free-form context (device, page, ...).")
 
-    @field_validator("user_id", "item_id", "event_id")
+    @field_validator("user_id", "item_id")
     @classmethod
-    def _valid_ids(cls, v: str | None) -> str | None:
+    def _valid_ids(cls, v: str) -> str:
+        return _check_id(v, addressed=True)
+
+    @field_validator("event_id")
+    @classmethod
+    def _valid_event_id(cls, v: str | None) -> str | None:
         return v if v is None else _check_id(v)
 
     @field_validator("ts", "value")
@@ -96,7 +104,7 @@ class ItemIn(BaseModel):
     @field_validator("item_id")
     @classmethod
     def _valid_id(cls, v: str) -> str:
-        return _check_id(v)
+        return _check_id(v, addressed=True)
 
     @field_validator("attributes")
     @classmethod
@@ -235,6 +243,28 @@ class UserStateOut(BaseModel):
     preferences: list[str] | None = Field(None, description="Categories chosen at onboarding, if any.")
 
 
+class EventOut(BaseModel):
+    """An event as the log holds it."""
+
+    offset: int
+    item_id: str
+    type: str
+    ts: float
+    value: float | None = None
+    event_id: str | None = None
+    context: dict[str, Any] | None = None
+
+
+class UserExport(BaseModel):
+    """Everything freshrec holds about a user: every logged event (with its context), the live state and the
+    onboarding choice."""
+
+    user_id: str
+    events: list[EventOut]
+    state: UserStateOut | None = Field(None, description="The live sequence, when the user has one.")
+    preferences: list[str] | None = None
+
+
 class PreferencesIn(BaseModel):
     """Categories a new user picks at onboarding; their list comes from these until their first event.
 
@@ -277,6 +307,11 @@ class Health(BaseModel):
     users: int
     items: int
     torch_threads: int = Field(description="Intra-op threads of this process's model work (serving.torch_threads).")
+    trainer: dict[str, Any] | None = Field(
+        None,
+        description="The online trainer this server supervises: state (running, restarting, stopped), restarts, "
+        "pid, last exit code; null when it runs none.",
+    )
 
 
 def format_validation_error(exc: Exception, prefix: str = "") -> str:
@@ -298,3 +333,9 @@ def format_validation_error(exc: Exception, prefix: str = "") -> str:
         where = ".".join(p for p in (prefix, loc) if p)
         parts.append(f"{where}: {err.get('msg', 'invalid')}".lstrip(": "))
     return "; ".join(parts)
+
+
+class ErrorOut(BaseModel):
+    """Every error response's body."""
+
+    detail: str = Field(description="What was wrong, in one line.")

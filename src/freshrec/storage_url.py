@@ -35,7 +35,8 @@ def sqlite_path(url: str) -> Path:
 
 def connect_sqlite(path: Path | str, synchronous: str = "FULL") -> sqlite3.Connection:
     """The one way every embedded store opens SQLite: autocommit (callers write their own
-    transactions), shared across threads, WAL, and the given fsync level.
+    transactions), shared across threads, WAL, the given fsync level, and ``secure_delete`` (deleted rows are
+    overwritten, not left in free pages: erasure must erase).
 
     >>> import tempfile, pathlib
     >>> conn = connect_sqlite(pathlib.Path(tempfile.mkdtemp()) / "x.db")
@@ -45,6 +46,7 @@ def connect_sqlite(path: Path | str, synchronous: str = "FULL") -> sqlite3.Conne
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={synchronous}")
+    conn.execute("PRAGMA secure_delete=ON")
     return conn
 
 

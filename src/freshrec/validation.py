@@ -27,8 +27,11 @@ def check_id(value: str | None, where: str, max_length: int) -> None:
         raise InvalidInput(f"{where}: id is {len(value)} characters, longer than events.max_id_length={max_length}")
 
 
-def check_events(events: Sequence[EventIn], settings: EventSettings, types: EventTypes) -> None:
-    """Raise :class:`InvalidInput` naming the first bad event; nothing is stored when this raises.
+def check_events(
+    events: Sequence[EventIn], settings: EventSettings, types: EventTypes, now: float | None = None
+) -> None:
+    """Raise :class:`InvalidInput` naming the first bad event; nothing is stored when this raises. ``now``:
+    the server's clock, against which timestamps from the future are refused.
 
     >>> from freshrec.config import EventSettings
     >>> bad = [EventIn(user_id="u", item_id="i", type="teleport")]
@@ -47,6 +50,11 @@ def check_events(events: Sequence[EventIn], settings: EventSettings, types: Even
             check_id(getattr(e, name), f"events[{i}].{name}", settings.max_id_length)
         if e.context is not None and len(json.dumps(e.context)) > MAX_CONTEXT_BYTES:
             raise InvalidInput(f"events[{i}].context: larger than {MAX_CONTEXT_BYTES} bytes as JSON")
+        if now is not None and e.ts is not None and e.timestamp(now) > now + settings.max_future_s:
+            raise InvalidInput(
+                f"events[{i}].ts: {e.timestamp(now):.0f} is more than {settings.max_future_s:g} s after the server's "
+                f"clock ({now:.0f}; events.max_future_s)"
+            )
 
 
 def check_items(items: Sequence[ItemIn], settings: EventSettings) -> None:

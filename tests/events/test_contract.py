@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from freshrec.errors import Conflict
 from freshrec.events.base import EventLog, iter_events, open_event_log
+from freshrec.events.identity import id_digest
 from freshrec.position import advance, base, local, partition_of, start
 from freshrec.schema import EventRecord
 
@@ -37,8 +39,14 @@ def _opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
         log.close()
 
 
-@pytest.fixture(params=["sqlite", "kafka", "kafka-3"])
+@pytest.fixture(params=["sqlite", "kafka"])
 def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
+    yield from _opener(request, tmp_path)
+
+
+# The guarantees that depend on how events spread over partitions also run on a topic with three.
+@pytest.fixture(params=["sqlite", "kafka", "kafka-3"])
+def wide_opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
     yield from _opener(request, tmp_path)
 
 
@@ -56,7 +64,8 @@ def items(log: EventLog, after=None) -> list[str]:
     return [e.item_id for e in iter_events(log, after)]
 
 
-def test_offsets_increase_and_read_returns_in_order(opener: Opener) -> None:
+def test_offsets_increase_and_read_returns_in_order(wide_opener: Opener) -> None:
+    opener = wide_opener
     log = opener()
     first = log.append([ev(item="a"), ev(item="b")])
     second = log.append([ev(item="c")])
@@ -69,7 +78,8 @@ def test_offsets_increase_and_read_returns_in_order(opener: Opener) -> None:
     assert log.count() == 3
 
 
-def test_each_users_events_stay_in_order_in_one_partition(opener: Opener) -> None:
+def test_each_users_events_stay_in_order_in_one_partition(wide_opener: Opener) -> None:
+    opener = wide_opener
     log = opener()
     users = [f"user-{n}" for n in range(12)]
     results = log.append([ev(u, f"{u}/{k}") for k in range(3) for u in users])
@@ -111,12 +121,35 @@ def test_appended_events_survive_reopen_with_all_fields(opener: Opener) -> None:
 def test_duplicate_event_ids_are_acknowledged_not_stored(ids_opener: Opener) -> None:
     log = ids_opener()
     [a] = log.append([ev(event_id="x")])
-    again = log.append([ev(event_id="x", item="other"), ev(event_id="y"), ev(event_id="y")])
-    assert again[0].duplicate and again[0].offset == a.offset
+    again = log.append([ev(event_id="x", ts=9.0), ev(event_id="y"), ev(event_id="y")])
+    assert again[0].duplicate and again[0].offset == a.offset  # a retry may carry another timestamp
     assert not again[1].duplicate
     assert again[2].duplicate and again[2].offset == again[1].offset
     assert log.count() == 2
     assert items(log) == ["i1", "i1"]
+
+
+def test_another_event_under_a_stored_event_id_is_a_conflict(ids_opener: Opener) -> None:
+    log = ids_opener()
+    log.append([ev(event_id="x")])
+    with pytest.raises(Conflict, match="'x'"):
+        log.append([ev(event_id="fresh"), ev(event_id="x", item="other")])
+    with pytest.raises(Conflict, match="'z'"):
+        log.append([ev(event_id="z"), ev(event_id="z", type="purchase")])
+    assert log.count() == 1  # nothing of either batch
+    assert [r.duplicate for r in log.append([ev(event_id="fresh"), ev(event_id="z")])] == [False, False]
+
+
+def test_an_erased_users_events_sent_again_stay_erased(ids_opener: Opener) -> None:
+    log = ids_opener()
+    first = log.append([ev("gone", "a", event_id="g-1"), ev("gone", "b", event_id="g-2"), ev("kept", "c")])
+    assert log.delete_user("gone") == 2
+    again = log.append([ev("gone", "a", event_id="g-1"), ev("gone", "b", event_id="g-2")])
+    assert [(r.offset, r.duplicate) for r in again] == [(first[0].offset, True), (first[1].offset, True)]
+    assert log.user_events("gone") == [] and log.count() == 1
+    assert ids_opener().append([ev("gone", "a", event_id="g-1")])[0].duplicate  # after a restart too
+    erasures = log.erasures()
+    assert [d for _, d in erasures] == [id_digest("gone")] and log.erasures(erasures[-1][0]) == []
 
 
 def test_events_without_event_id_are_never_deduplicated(ids_opener: Opener) -> None:
@@ -144,7 +177,8 @@ def test_iter_events_pages_through_everything(opener: Opener) -> None:
     assert [e.item_id for e in iter_events(log, page=7)] == [str(i) for i in range(25)]
 
 
-def test_consumer_groups_commit_offsets(opener: Opener) -> None:
+def test_consumer_groups_commit_offsets(wide_opener: Opener) -> None:
+    opener = wide_opener
     log = opener()
     offsets = [r.offset for r in log.append([ev(f"u{i}", str(i)) for i in range(5)])]
     assert log.committed("trainer") is None
@@ -157,7 +191,8 @@ def test_consumer_groups_commit_offsets(opener: Opener) -> None:
     assert sorted(items(reopened, reopened.committed("trainer"))) == ["3", "4"]
 
 
-def test_an_erased_user_who_comes_back_starts_afresh(opener: Opener) -> None:
+def test_an_erased_user_who_comes_back_starts_afresh(wide_opener: Opener) -> None:
+    opener = wide_opener
     log = opener()
     log.append([ev("u1", "a"), ev("u2", "b")])
     assert log.delete_user("u1") == 1
@@ -168,7 +203,8 @@ def test_an_erased_user_who_comes_back_starts_afresh(opener: Opener) -> None:
     assert opener().delete_user("nobody") == 0
 
 
-def test_reads_skip_a_window_of_erased_events(opener: Opener) -> None:
+def test_reads_skip_a_window_of_erased_events(wide_opener: Opener) -> None:
+    opener = wide_opener
     log = opener()
     results = log.append([ev("gone", str(i)) for i in range(10)] + [ev("kept", "x")])
     log.delete_user("gone")

@@ -1,14 +1,18 @@
-"""The embedded trainer's child process: the CPU priority it runs at."""
+"""The embedded trainer's child process: the CPU priority it runs at, and its supervision by the server."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
+import httpx
 import pytest
 
 from freshrec.online.process import _lower_priority
+from tests.conftest import wait_for
 
 
 def _lowered(niceness: int) -> int:
@@ -46,3 +50,23 @@ def test_niceness_alone_when_sched_idle_is_off() -> None:
 
 def test_no_preexec_hook_when_nothing_is_lowered() -> None:
     assert _lower_priority(0, False) is None
+
+
+def test_serve_restarts_a_dead_trainer_and_reports_it(tmp_path: Path, server_factory) -> None:
+    """SIGKILL the trainer `freshrec serve` started: the server reaps it, starts a new one, and says so in
+    /health and /metrics."""
+    server = server_factory(tmp_path / "data", online=True)
+
+    def trainer() -> dict:
+        return httpx.get(f"{server.url}/health", timeout=30).json()["trainer"] or {}
+
+    wait_for(lambda: trainer().get("state") == "running", "the trainer to start")
+    first = trainer()
+    os.kill(first["pid"], signal.SIGKILL)
+    wait_for(lambda: trainer().get("restarts") == 1 and trainer().get("state") == "running", "a restarted trainer")
+    again = trainer()
+    assert again["pid"] != first["pid"]
+    with pytest.raises(ProcessLookupError):  # reaped, not left a zombie
+        os.kill(first["pid"], 0)
+    metrics = httpx.get(f"{server.url}/metrics", timeout=30).text
+    assert "freshrec_trainer_restarts 1.0" in metrics and "freshrec_trainer_running 1.0" in metrics

@@ -76,13 +76,7 @@ def test_a_ranker_refitted_on_stream_requests_is_published_through_its_gate(
         # the trainer stays on its lineage: the ranker's version is its base, no restart from outside
         assert trainer.state.base_version in {d.candidate_version for d in accepted} | {engine.registry.current()}
         [first_offset] = trainer.state.committed
-        engine.ingest(
-            [
-                EventIn(
-                    user_id="again-late", item_id=trained.shop.items[0].item_id, type="view", ts=trained.shop.end_ts * 3
-                )
-            ]
-        )
+        engine.ingest([EventIn(user_id="again-late", item_id=trained.shop.items[0].item_id, type="view")])
         report = trainer.poll(force=True)
         assert report is not None and report.first_offset == first_offset + 1
     finally:

@@ -269,7 +269,9 @@ def test_repeated_rejections_restart_the_trainer_from_the_served_version(trained
         engine.close()
 
 
-def test_external_rollback_restarts_the_trainer_from_that_version(trained: TrainedStore, tmp_path: Path) -> None:
+def test_a_rollback_keeps_the_trainers_progress_and_publishes_on_the_older_version(
+    trained: TrainedStore, tmp_path: Path
+) -> None:
     engine = engine_on(trained, tmp_path)
     try:
         stream_with_new_item(trained, engine, users=100)
@@ -279,10 +281,16 @@ def test_external_rollback_restarts_the_trainer_from_that_version(trained: Train
         engine.ingest([EventIn(user_id="late", item_id="sku-new", type="view")])
         trainer.poll(force=True)
         assert engine.registry.current() != trained.version
-        engine.registry.rollback(to=trained.version)
+        batches = trainer.state.batches
+        engine.registry.rollback(to=trained.version)  # trained.version has no row for sku-new
         engine.ingest([EventIn(user_id="later", item_id="sku-new", type="view")])
         trainer.poll(force=True)
-        assert trainer.state.base_version in (trained.version, engine.registry.current())
+        # the weights trained since stay (sku-new's row with them), and the lineage continues on the rolled-back
+        # version: whatever it publishes next is a child of it, accepted by the gate against it
+        assert trainer.item_ids[-1] == "sku-new" and trainer.state.batches == batches + 1
+        current = engine.registry.current()
+        assert trainer.state.base_version == current
+        assert current == trained.version or engine.registry.meta(current)["parent"] == trained.version
         assert trainer.state.trained_ranges[0][0] == engine.registry.meta(trained.version)["offsets"]["to"] + 1
     finally:
         engine.close()
@@ -551,5 +559,26 @@ def test_a_young_row_follows_every_new_chooser_until_it_grows_up(trained: Traine
         assert rank_after(a) < 10  # the first choosers still find it
         choose(b, range(16, 24))
         assert new_idx not in trainer.growth.young  # grown up: gradient steps alone from here
+    finally:
+        engine.close()
+
+
+def test_the_trainer_forgets_erased_users(trained: TrainedStore, tmp_path: Path) -> None:
+    engine = engine_on(trained, tmp_path)
+    try:
+        trainer = OnlineTrainer(engine.stores)
+        held_out = sorted(trainer.publisher.older_users)[0]
+        other = next(u for u in trainer.sequences if u != held_out and u not in trainer.publisher.older_users)
+        assert engine.delete_user(held_out) > 0 and engine.delete_user(other) > 0
+        engine.ingest([EventIn(user_id="someone", item_id=trained.shop.items[0].item_id, type="view")])
+        trainer.poll(force=True)
+        for user in (held_out, other):
+            assert trainer.sequences.get(user) is None and user not in trainer.buffer.items
+        assert held_out not in trainer.publisher.older_users
+        holdout = CheckpointStore(engine.registry.root / "trainer").load_holdout()
+        assert held_out not in holdout["users"] and len(holdout["users"]) == len(trainer.publisher.older_users)
+        assert "anchor" in holdout  # re-anchored on the users left
+        restarted = OnlineTrainer(engine.stores)  # and after a restart
+        assert held_out not in restarted.publisher.older_users and restarted.sequences.get(other) is None
     finally:
         engine.close()

@@ -42,7 +42,14 @@ class EventLog(Protocol):
         ...
 
     def delete_user(self, user_id: str) -> int:
-        """Remove every event of a user (right to be forgotten); returns how many were removed."""
+        """Remove every event of a user (right to be forgotten); returns how many were removed. Their
+        ``event_id``s stay known (as digests): a deleted event sent again is acknowledged as a duplicate and
+        stays deleted. The erasure is announced to :meth:`erasures` readers."""
+        ...
+
+    def erasures(self, after: int = 0) -> list[tuple[int, str]]:
+        """Erasures after position ``after``, oldest first: ``(position, identity.id_digest(user_id))``, for readers
+        that hold users' data themselves (the online trainer)."""
         ...
 
     def ends(self) -> Cursor:

@@ -37,6 +37,7 @@ from typing import Any
 
 from freshrec.errors import Unavailable
 from freshrec.events.dedup import Claim, EventIds, MemoryEventIds
+from freshrec.events.identity import check_same_event, id_digest
 from freshrec.position import Cursor, advance, as_cursor, covers, local, partition_of
 from freshrec.position import offset as offset_of
 from freshrec.schema import AppendResult, EventRecord
@@ -162,10 +163,14 @@ class KafkaEventLog:
         #: user -> (the log's ends when they were erased, events erased in all)
         self._erased: dict[str, tuple[Cursor, int]] = {}
         self._erased_position = 0
+        self._erasure_log: list[tuple[int, str]] = []  # (position in the erasures topic, user digest)
         self._write_lock = threading.Lock()
         self._read_lock = threading.Lock()
         if event_ids is None:
-            known = {e.event_id: e.offset for page in self._pages() for e in page if e.event_id is not None}
+            # erased users' events too: a deleted event sent again must stay deleted
+            known = {
+                e.event_id: e.offset for page in self._pages(visible_only=False) for e in page if e.event_id is not None
+            }
             event_ids = MemoryEventIds(known)
         self.event_ids = event_ids
         #: Per partition, the newest offset this log has written (or seen at opening): where a search for
@@ -259,6 +264,15 @@ class KafkaEventLog:
                 found = self._find(claim.unsure)
                 self.event_ids.stored(found)
                 known.update(found)
+            if known:
+                try:
+                    stored = self._stored(set(known.values()))
+                    for e in events:
+                        if e.event_id in known:
+                            check_same_event(e, (known[e.event_id], stored.get(known[e.event_id])))
+                except BaseException:
+                    self.event_ids.release(i for i in ids if i not in known)
+                    raise
             results: list[AppendResult | None] = [None] * len(events)
             first: dict[str, int] = {}  # event id -> index of its first copy in this batch
             sent: list[int] = []
@@ -266,6 +280,11 @@ class KafkaEventLog:
                 if e.event_id is not None and e.event_id in known:
                     results[j] = AppendResult(known[e.event_id], True)
                 elif e.event_id is not None and e.event_id in first:
+                    try:
+                        check_same_event(e, (0, events[first[e.event_id]]))
+                    except BaseException:
+                        self.event_ids.release(i for i in ids if i not in known)
+                        raise
                     continue  # filled in from its first copy below
                 else:
                     if e.event_id is not None:
@@ -308,6 +327,18 @@ class KafkaEventLog:
                 if e.event_id in unsure and e.event_id not in found:
                     found[e.event_id] = e.offset
         return found
+
+    def _stored(self, offsets: set[int]) -> dict[int, EventRecord]:
+        """The visible events at these offsets (a duplicate's stored payload, to compare with the resent one)."""
+        out: dict[int, EventRecord] = {}
+        with self._read_lock:
+            self._refresh_erasures()
+            for o in sorted(offsets):
+                n = local(o)
+                for e in self._window(partition_of(o), n - 1, n):
+                    if self._visible(e):
+                        out[e.offset] = e
+        return out
 
     def _partition(self, key: bytes) -> int:
         return murmur2_partition(key, self.partitions)
@@ -383,7 +414,9 @@ class KafkaEventLog:
                 self._erased_position = msg.offset() + 1
                 try:
                     d = json.loads(msg.value())
-                    self._erased[msg.key().decode()] = (as_cursor(d["upto"]), int(d["events"]))
+                    user = msg.key().decode()
+                    self._erased[user] = (as_cursor(d["upto"]), int(d["events"]))
+                    self._erasure_log.append((self._erased_position, id_digest(user)))
                 except (ValueError, TypeError, KeyError, AttributeError):
                     continue
 
@@ -414,9 +447,9 @@ class KafkaEventLog:
                     out.append(record)
         return out
 
-    def _pages(self, after: Cursor | None = None, limit: int = 50_000) -> Any:
-        """Pages of visible events after cursor ``after`` up to the current end, partition by partition
-        (erasures refreshed once)."""
+    def _pages(self, after: Cursor | None = None, limit: int = 50_000, visible_only: bool = True) -> Any:
+        """Pages of visible events (``visible_only=False``: erased ones too) after cursor ``after`` up to the
+        current end, partition by partition (erasures refreshed once)."""
         after = as_cursor(after, self.partitions)
         with self._read_lock:
             self._refresh_erasures()
@@ -426,7 +459,7 @@ class KafkaEventLog:
             while position < high:
                 end = min(high, position + limit)
                 with self._read_lock:
-                    page = [e for e in self._window(p, position, end) if self._visible(e)]
+                    page = [e for e in self._window(p, position, end) if not visible_only or self._visible(e)]
                 position = end
                 if page:
                     yield page
@@ -470,6 +503,11 @@ class KafkaEventLog:
         with self._read_lock:
             self._refresh_erasures()
         return removed
+
+    def erasures(self, after: int = 0) -> list[tuple[int, str]]:
+        with self._read_lock:
+            self._refresh_erasures()
+            return [(n, d) for n, d in self._erasure_log if n > after]
 
     def ends(self) -> Cursor:
         with self._read_lock:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from freshrec.events.identity import check_same_event, id_digest
 from freshrec.position import Cursor
 from freshrec.schema import AppendResult, EventRecord
 from freshrec.storage_url import connect_sqlite
@@ -34,6 +35,8 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_by_user ON events(user_id, seq);
 CREATE TABLE IF NOT EXISTS consumer_offsets (group_id TEXT PRIMARY KEY, committed INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS erased_event_ids (digest TEXT PRIMARY KEY, seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS erasures (n INTEGER PRIMARY KEY AUTOINCREMENT, user_digest TEXT NOT NULL, at REAL NOT NULL);
 """
 _COLUMNS = "seq, user_id, item_id, type, ts, value, event_id, context"
 _SQLITE_MAX_VARS = 500
@@ -76,7 +79,9 @@ class SQLiteEventLog:
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so a batch is exactly one transaction.
-        return connect_sqlite(self.path, self._synchronous)
+        conn = connect_sqlite(self.path, self._synchronous)
+        conn.create_function("sha256", 1, id_digest, deterministic=True)
+        return conn
 
     def append(self, events: Sequence[EventRecord]) -> list[AppendResult]:
         if not events:
@@ -86,11 +91,14 @@ class SQLiteEventLog:
             cur = self._write.cursor()
             cur.execute("BEGIN IMMEDIATE")
             try:
-                known = self._known_event_ids(cur, {e.event_id for e in events if e.event_id is not None})
+                ids = {e.event_id for e in events if e.event_id is not None}
+                known = self._known_event_ids(cur, ids)
+                known.update(self._erased_event_ids(cur, ids - set(known)))
                 results: list[AppendResult] = []
                 for e in events:
                     if e.event_id is not None and e.event_id in known:
-                        results.append(AppendResult(known[e.event_id], True))
+                        check_same_event(e, known[e.event_id])
+                        results.append(AppendResult(known[e.event_id][0], True))
                         continue
                     cur.execute(
                         "INSERT INTO events (event_id, user_id, item_id, type, ts, value, context, received_at)"
@@ -108,7 +116,7 @@ class SQLiteEventLog:
                     )
                     offset = int(cur.lastrowid)  # type: ignore[arg-type]
                     if e.event_id is not None:
-                        known[e.event_id] = offset
+                        known[e.event_id] = (offset, e)
                     results.append(AppendResult(offset, False))
                 cur.execute("COMMIT")
             except BaseException:
@@ -117,13 +125,31 @@ class SQLiteEventLog:
         return results
 
     @staticmethod
-    def _known_event_ids(cur: sqlite3.Cursor, event_ids: set[str]) -> dict[str, int]:
-        known: dict[str, int] = {}
+    def _known_event_ids(cur: sqlite3.Cursor, event_ids: set[str]) -> dict[str, tuple[int, EventRecord | None]]:
+        """Stored ids: their offset and event."""
+        known: dict[str, tuple[int, EventRecord | None]] = {}
         ids = list(event_ids)
         for start in range(0, len(ids), _SQLITE_MAX_VARS):
             chunk = ids[start : start + _SQLITE_MAX_VARS]
             marks = ",".join("?" * len(chunk))
-            known.update(cur.execute(f"SELECT event_id, seq FROM events WHERE event_id IN ({marks})", chunk))
+            for row in cur.execute(f"SELECT {_COLUMNS} FROM events WHERE event_id IN ({marks})", chunk):
+                record = _record(row)
+                known[record.event_id] = (record.offset, record)  # type: ignore[index]
+        return known
+
+    @staticmethod
+    def _erased_event_ids(cur: sqlite3.Cursor, event_ids: set[str]) -> dict[str, tuple[int, EventRecord | None]]:
+        """Ids of erased events: their offset (the event itself is gone)."""
+        by_digest = {id_digest(i): i for i in event_ids}
+        known: dict[str, tuple[int, EventRecord | None]] = {}
+        digests = list(by_digest)
+        for start in range(0, len(digests), _SQLITE_MAX_VARS):
+            chunk = digests[start : start + _SQLITE_MAX_VARS]
+            marks = ",".join("?" * len(chunk))
+            for digest, seq in cur.execute(
+                f"SELECT digest, seq FROM erased_event_ids WHERE digest IN ({marks})", chunk
+            ):
+                known[by_digest[digest]] = (int(seq), None)
         return known
 
     def read(self, after_offset: int = 0, limit: int = 10_000) -> list[EventRecord]:
@@ -143,8 +169,32 @@ class SQLiteEventLog:
 
     def delete_user(self, user_id: str) -> int:
         with self._write_lock:
-            cur = self._write.execute("DELETE FROM events WHERE user_id = ?", (user_id,))
-            return cur.rowcount
+            cur = self._write.cursor()
+            cur.execute("BEGIN IMMEDIATE")
+            try:
+                cur.execute(
+                    "INSERT OR IGNORE INTO erased_event_ids (digest, seq) "
+                    "SELECT sha256(event_id), seq FROM events WHERE user_id = ? AND event_id IS NOT NULL",
+                    (user_id,),
+                )
+                removed = cur.execute("DELETE FROM events WHERE user_id = ?", (user_id,)).rowcount
+                if removed:
+                    cur.execute(
+                        "INSERT INTO erasures (user_digest, at) VALUES (?, ?)", (id_digest(user_id), time.time())
+                    )
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            if removed:
+                # the write-ahead log still holds the deleted rows' pages until it is checkpointed
+                self._write.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return removed
+
+    def erasures(self, after: int = 0) -> list[tuple[int, str]]:
+        with self._read_lock:
+            rows = self._read.execute("SELECT n, user_digest FROM erasures WHERE n > ? ORDER BY n", (after,)).fetchall()
+        return [(int(n), d) for n, d in rows]
 
     def ends(self) -> Cursor:
         with self._read_lock:

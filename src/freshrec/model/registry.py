@@ -46,6 +46,12 @@ class LoadedModel:
     ranker: str | None = None  # the ranker over live candidates (LightGBM text), when the version has one
 
 
+def _check_name(version: str) -> None:
+    """Versions are named, never addressed by path: anything but a published version's name is unknown."""
+    if not isinstance(version, str) or _number(version) is None:
+        raise ModelNotFoundError(f"no model version {version!r} (versions are named like v00001)")
+
+
 class ModelNotFoundError(LookupError):
     pass
 
@@ -107,8 +113,9 @@ class ModelRegistry:
 
     def set_current(self, version: str) -> None:
         """Point CURRENT at an existing version, atomically."""
+        _check_name(version)
         if not (self.versions_dir / version / _META).is_file():
-            raise ModelNotFoundError(f"no model version {version!r} in {self.root}")
+            raise ModelNotFoundError(f"no model version {version!r}")
         tmp = self.root / f".{_CURRENT}.{uuid.uuid4().hex}"
         tmp.write_text(version + "\n")
         os.replace(tmp, self.root / _CURRENT)
@@ -128,7 +135,7 @@ class ModelRegistry:
         """Make ``version`` (default: the current one) current and keep it there until :meth:`unpin`."""
         version = version or self.current()
         if version is None:
-            raise ModelNotFoundError(f"no model published in {self.root}")
+            raise ModelNotFoundError("no model published yet")
         self.set_current(version)
         tmp = self.root / f".{_PIN}.{uuid.uuid4().hex}"
         tmp.write_text(version + "\n")
@@ -143,7 +150,7 @@ class ModelRegistry:
         current = self.current()
         if to is None:
             if current is None:
-                raise ModelNotFoundError(f"no model published in {self.root}")
+                raise ModelNotFoundError("no model published yet")
             to = self.meta(current).get("parent")
             if to is None:
                 older = [v for v in self.versions() if _number(v) < _number(current)]
@@ -169,9 +176,10 @@ class ModelRegistry:
         return out
 
     def meta(self, version: str) -> dict[str, Any]:
+        _check_name(version)
         path = self.versions_dir / version / _META
         if not path.is_file():
-            raise ModelNotFoundError(f"no model version {version!r} in {self.root}")
+            raise ModelNotFoundError(f"no model version {version!r}")
         # The directory name is the version: it is claimed by the rename, so it is not stored inside.
         return {**json.loads(path.read_text(encoding="utf-8")), "version": version}
 
@@ -228,7 +236,7 @@ class ModelRegistry:
         """Load a version (default: the current one) in eval mode."""
         version = version or self.current()
         if version is None:
-            raise ModelNotFoundError(f"no model published in {self.root}; run `freshrec train` first")
+            raise ModelNotFoundError("no model published yet; run `freshrec train` first")
         meta = self.meta(version)
         path = self.versions_dir / version
         model = SASRec(SASRecConfig.from_dict(meta["config"]))
@@ -239,6 +247,7 @@ class ModelRegistry:
 
     def ranker(self, version: str) -> str | None:
         """A version's ranker (text), or ``None`` when it has none."""
+        _check_name(version)
         try:
             return (self.versions_dir / version / _RANKER).read_text(encoding="utf-8")
         except FileNotFoundError:

@@ -57,6 +57,10 @@ class ReservoirBuffer:
             if slot < self.capacity:
                 self.items[slot] = key
 
+    def remove(self, keys: set[str]) -> None:
+        """Forget these keys (erased users); their slots are refilled by later additions."""
+        self.items = [k for k in self.items if k not in keys]
+
     def sample(self, n: int, exclude: set[str] | frozenset[str] = frozenset()) -> list[str]:
         """Up to ``n`` distinct keys, uniformly, leaving out ``exclude``."""
         pool = list(dict.fromkeys(k for k in self.items if k not in exclude))

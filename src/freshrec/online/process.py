@@ -7,12 +7,15 @@ server's interpreter lock; it talks to the server only through the event log and
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from freshrec.config import Settings
@@ -20,12 +23,32 @@ from freshrec.config import Settings
 log = logging.getLogger(__name__)
 
 
-class TrainerProcess:
-    """Starts ``freshrec trainer`` with the same global options; stops it with the server."""
+#: The file in the data directory where the supervised trainer's state is written.
+TRAINER_STATUS = "trainer-status.json"
+#: Seconds between restarts of a trainer that keeps dying: doubled after each, up to the last.
+RESTART_BACKOFF_S = (1.0, 60.0)
+#: A trainer that ran this long before it died is restarted after the shortest wait again.
+HEALTHY_RUN_S = 300.0
 
-    def __init__(self, cli_options: dict[str, Any]) -> None:
+
+class TrainerProcess:
+    """Starts ``freshrec trainer`` with the same global options, restarts it when it dies (waiting longer after
+    each death in a row), and stops it with the server. Its state is written to ``status_path`` (JSON), which
+    ``/health`` and ``/metrics`` of every API worker read.
+
+    >>> TrainerProcess({"data_dir": "/srv/shop"}).command()[3:5]
+    ['--data-dir', '/srv/shop']
+    """
+
+    def __init__(self, cli_options: dict[str, Any], status_path: Path | None = None) -> None:
         self.cli_options = cli_options
+        self.status_path = status_path
         self.proc: subprocess.Popen | None = None
+        self.restarts = 0
+        self._stopping = threading.Event()
+        self._lock = threading.Lock()
+        self._settings: Settings | None = None
+        self._thread: threading.Thread | None = None
 
     def command(self) -> list[str]:
         cmd = [sys.executable, "-m", "freshrec.cli"]
@@ -36,20 +59,71 @@ class TrainerProcess:
         return [*cmd, "trainer", "--exit-with-parent", str(os.getpid())]
 
     def start(self, settings: Settings) -> None:
-        self.proc = subprocess.Popen(
-            self.command(), preexec_fn=_lower_priority(settings.online.nice, settings.online.sched_idle)
-        )
+        self._settings = settings
+        self._spawn()
+        self._thread = threading.Thread(target=self._supervise, name="freshrec-trainer-supervisor", daemon=True)
+        self._thread.start()
+
+    def _spawn(self) -> None:
+        assert self._settings is not None
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            online = self._settings.online
+            self.proc = subprocess.Popen(self.command(), preexec_fn=_lower_priority(online.nice, online.sched_idle))
+            self._started_at = time.monotonic()
+        self._write_status("running", pid=self.proc.pid)
         log.info("online trainer started (pid %d)", self.proc.pid)
 
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+    def _supervise(self) -> None:
+        wait = RESTART_BACKOFF_S[0]
+        while not self._stopping.is_set():
+            proc = self.proc
+            assert proc is not None
+            code = proc.wait()  # reaps it: no zombie
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - self._started_at >= HEALTHY_RUN_S:
+                wait = RESTART_BACKOFF_S[0]
+            log.error("the online trainer (pid %d) exited with code %s; restarting it in %.0f s", proc.pid, code, wait)
+            self._write_status("restarting", last_exit_code=code, retry_in_s=wait)
+            if self._stopping.wait(wait):
+                return
+            wait = min(wait * 2, RESTART_BACKOFF_S[1])
+            self.restarts += 1
+            self._spawn()
+
+    def _write_status(self, state: str, **detail: Any) -> None:
+        if self.status_path is None:
             return
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        status = {"state": state, "restarts": self.restarts, "since": time.time(), **detail}
+        self.status_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.status_path.with_name(f".{self.status_path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps(status))
+        os.replace(tmp, self.status_path)
+
+    def stop(self) -> None:
+        self._stopping.set()
+        with self._lock:
+            proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._write_status("stopped")
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    """The supervised trainer's state as :class:`TrainerProcess` wrote it, or ``None`` when none runs here."""
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def _lower_priority(niceness: int, sched_idle: bool) -> Callable[[], None] | None:

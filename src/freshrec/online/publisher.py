@@ -93,6 +93,24 @@ class Publisher:
         self.anchor = Anchor.from_dict(self.older_holdout["anchor"])
         self.older_users = set(self.older_holdout["users"])
 
+    def forget(self, users: set[str]) -> None:
+        """Drop erased users from the older holdout (file included) and re-anchor it on the current version."""
+        older = self.older_holdout
+        keep = [j for j, u in enumerate(older.get("users", [])) if u not in users]
+        if len(keep) == len(older.get("users", [])):
+            return
+        for name in ("users", "items", "types", "targets"):
+            older[name] = [older[name][j] for j in keep]
+        self.older_users -= users
+        version, contender = self.current()
+        self._older_ranks = None
+        if version is not None and contender is not None:
+            ranks = holdout_ranks(contender, self.older_eval_set())
+            older["anchor"] = Anchor.from_ranks(version, ranks).to_dict()
+            self.anchor = Anchor.from_dict(older["anchor"])
+            self._older_ranks = (version, ranks)
+        self.checkpoints.save_holdout(older)
+
     def older_eval_set(self) -> EvalSet:
         """The fixed older holdout (forgetting), in catalogue indices."""
         older = self.older_holdout

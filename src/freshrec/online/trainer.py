@@ -40,6 +40,7 @@ import numpy as np
 from freshrec.config import OnlineSettings
 from freshrec.errors import FreshrecError
 from freshrec.events.base import iter_pages
+from freshrec.events.identity import id_digest
 from freshrec.model.data import EvalSet
 from freshrec.model.gate import GateDecision
 from freshrec.model.sasrec import SASRec
@@ -164,6 +165,8 @@ class OnlineTrainer:
             registry, self.stores.catalog, self.stores.types, self.checkpoints, self.settings.gate_tolerance
         )
         self.publisher.open_older_holdout(self.sequences, self._rng)
+        self._erasures_seen = 0
+        self._forget_erased()  # the sequences come from the log without them; the holdout file may not
         self.ranking: OnlineRanker | None = None
         if self.stores.settings.serving.ranker:
             self.ranking = OnlineRanker(self.stores, self._seed, self.settings.gate_tolerance)
@@ -179,15 +182,45 @@ class OnlineTrainer:
         for page in iter_pages(self.stores.event_log, upto=self.state.committed):
             self.buffer.extend([page[j].user_id for j in self.sequences.fold(page, self._catalog_idx(page))])
 
+    def _forget_erased(self) -> None:
+        """Drop users erased since the last look (``DELETE /v1/users/{id}``) from the trainer's sequences,
+        replay buffer and older holdout; their events are gone from the log, so no later training sees them."""
+        found = self.stores.event_log.erasures(self._erasures_seen)
+        if not found:
+            return
+        self._erasures_seen = found[-1][0]
+        digests = {d for _, d in found}
+        gone = {u for u in self.sequences if id_digest(u) in digests}
+        gone |= {u for u in self.publisher.older_users if id_digest(u) in digests}
+        if not gone:
+            return
+        for user in gone:
+            self.sequences.pop(user)
+        self.buffer.remove(gone)
+        self.publisher.forget(gone)
+        log.info("forgot %d erased users", len(gone))
+
     def _follow_external_changes(self) -> None:
-        """A rollback or a full retrain moved CURRENT away from our lineage: restart from it."""
-        current = self.stores.registry.current()
-        if current is not None and current != self.state.base_version:
+        """CURRENT moved away from the trainer's lineage. To a newer version (a full retrain, another
+        trainer's publish): restart from it, it holds what the trainer learned and more. To an older one (a
+        rollback, a pin, a reload of an earlier version): keep the weights and what they learned, and publish
+        on top of that version from now on, through the gate against it."""
+        registry = self.stores.registry
+        current = registry.current()
+        if current is None or current == self.state.base_version:
+            return
+        order = registry.versions()
+        base = self.state.base_version
+        if base in order and current in order and order.index(current) < order.index(base):
             log.warning(
-                "current version is now %s (not %s): the trainer restarts from it", current, self.state.base_version
+                "current version is now %s (was %s): the trainer keeps its weights and publishes on it", current, base
             )
-            self.checkpoints.clear()
-            self._load()
+            self.state.base_version = current
+            self.checkpoints.save(self.model, self.item_ids, self.state)
+            return
+        log.warning("current version is now %s (not %s): the trainer restarts from it", current, base)
+        self.checkpoints.clear()
+        self._load()
 
     @property
     def model(self) -> SASRec:
@@ -221,6 +254,7 @@ class OnlineTrainer:
     def poll(self, force: bool = False) -> BatchReport | None:
         """Train one micro-batch if one is due (``force``: whatever is there). ``None`` when idle."""
         self._follow_external_changes()
+        self._forget_erased()
         events = self._next_events(CATCH_UP_FACTOR * self.settings.micro_batch_events)
         if not events or not (force or self.due(len(events))):
             self._publish_in_lull()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -10,18 +11,24 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 import freshrec
+from freshrec.access.audit import AuditLog
+from freshrec.access.keys import open_key_store
+from freshrec.access.limits import RateLimiter
 from freshrec.config import Settings
 from freshrec.engine import Engine, build_engine
-from freshrec.errors import FreshrecError
-from freshrec.schema import EventIn, ItemIn
+from freshrec.errors import FreshrecError, TooManyRequests, Unauthorized
+from freshrec.schema import EventIn, ItemIn, format_validation_error
 from freshrec.serving.prometheus import ServiceMetrics
 from freshrec.serving.routes import events, health, items, models, users
+from freshrec.serving.security import Guard, KeyCache
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +78,29 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     >>> import tempfile
     >>> from fastapi.testclient import TestClient
     >>> from freshrec.config import load_settings
-    >>> app = create_app(load_settings(storage={"data_dir": tempfile.mkdtemp()}))
-    >>> with TestClient(app) as client:
-    ...     client.post("/v1/events", json={"user_id": "u", "item_id": "i", "type": "view"}).json()
+    >>> settings = load_settings(storage={"data_dir": tempfile.mkdtemp()}, security={"auth": True})
+    >>> key, _ = open_key_store(settings.storage.state_url, settings.storage.data_dir).create("docs", ["ingest"])
+    >>> with TestClient(create_app(settings)) as client:
+    ...     event = {"user_id": "u", "item_id": "i", "type": "view"}
+    ...     client.post("/v1/events", json=event).status_code
+    ...     client.post("/v1/events", json=event, headers={"Authorization": f"Bearer {key}"}).json()
+    401
     {'accepted': 1, 'duplicates': 0, 'offsets': [1]}
     """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = engine is None
+        keys = None
+        if settings.security.auth:
+            keys = open_key_store(settings.storage.state_url, settings.storage.data_dir)
+            app.state.keys = KeyCache(keys)
+            if not keys.list():
+                log.warning(
+                    "no API keys exist: every request but /health gets 401; create one with `freshrec keys create`"
+                )
+        else:
+            log.warning("security.auth is off: anyone who reaches this server may read and erase its data")
         app.state.engine = engine if engine is not None else build_engine(settings)
         stop = threading.Event()
         watcher = None
@@ -99,20 +120,39 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
                 watcher.join(timeout=30)
             if owned:
                 app.state.engine.close()
+            if keys is not None:
+                keys.close()
 
+    docs = settings.security.docs
     app = FastAPI(
         title="freshrec",
         version=freshrec.__version__,
         summary="Real-time recommendations from each user's latest events.",
         lifespan=lifespan,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
     )
+    app.state.settings = settings
     app.state.metrics = ServiceMetrics()
+    app.state.limiter = RateLimiter(settings.security.rate_limit, settings.security.rate_burst)
+    app.state.audit = AuditLog(settings.storage.data_dir / "audit.log")
     for module in (events, users, items, models, health):
         app.include_router(module.router)
 
     @app.exception_handler(FreshrecError)
     async def freshrec_error(request: Request, exc: FreshrecError) -> JSONResponse:
-        return JSONResponse(status_code=exc.status, content={"detail": str(exc)})
+        headers = {}
+        if isinstance(exc, Unauthorized):
+            headers["WWW-Authenticate"] = "Bearer"
+        elif isinstance(exc, TooManyRequests):
+            headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return JSONResponse(status_code=exc.status, content={"detail": str(exc)}, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # one shape for every 422: {"detail": "<field>: <problem>; ..."}, as the hand-parsed bodies answer
+        return JSONResponse(status_code=422, content={"detail": format_validation_error(exc)})
 
     try:
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -127,6 +167,14 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
             # an event appended before Redis went away is in the log and is folded in on the next request
             return JSONResponse(status_code=503, content={"detail": f"the live state store is unavailable: {exc}"})
 
+    app.add_middleware(Guard, settings=settings, audit=app.state.audit.record)
+    if settings.security.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.security.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
     app.add_middleware(_TimingMiddleware, metrics=app.state.metrics)
 
     def openapi() -> dict:

@@ -10,7 +10,28 @@ from pydantic import TypeAdapter, ValidationError
 
 from freshrec.engine import Engine
 from freshrec.errors import InvalidInput, PayloadTooLarge
-from freshrec.schema import format_validation_error
+from freshrec.schema import ErrorOut, format_validation_error
+
+_MEANING = {
+    400: "The Host header is not allowed (security.allowed_hosts)",
+    401: "No API key, or an unknown or revoked one",
+    403: "The API key lacks the scope this route needs",
+    404: "Not found",
+    408: "The request body did not arrive in time",
+    409: "Conflicts with what is stored",
+    413: "The body or batch exceeds a limit; nothing was stored",
+    415: "The body is not JSON",
+    422: "Invalid input; nothing was stored",
+    429: "The API key's rate limit is spent (see Retry-After)",
+    503: "A backing store did not answer or no model is loaded; retry",
+}
+
+
+def errors(*codes: int, keyed: bool = True) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for a route's error statuses (every error body is :class:`ErrorOut`); ``keyed``
+    adds what every route behind a key can answer (401, 403, 429), and every route can answer 400."""
+    every = (400, 401, 403, 429) if keyed else (400,)
+    return {c: {"model": ErrorOut, "description": _MEANING[c]} for c in sorted({*every, *codes})}
 
 
 def get_engine(request: Request) -> Engine:

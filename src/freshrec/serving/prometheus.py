@@ -26,3 +26,13 @@ class ServiceMetrics:
             "Events folded into live state, as log positions (the highest offset with one partition).",
             registry=self.registry,
         )
+        self.trainer_running = Gauge(
+            "freshrec_trainer_running",
+            "1 while the supervised online trainer runs, 0 while it is being restarted.",
+            registry=self.registry,
+        )
+        self.trainer_restarts = Gauge(
+            "freshrec_trainer_restarts",
+            "Times the supervised online trainer was restarted after dying.",
+            registry=self.registry,
+        )

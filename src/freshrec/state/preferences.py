@@ -56,7 +56,8 @@ class PreferenceStore:
 
     def delete(self, user_id: str) -> bool:
         with self._lock:
-            self._conn.execute("DELETE FROM preferences WHERE user_id = ?", (user_id,))
+            if self._conn.execute("DELETE FROM preferences WHERE user_id = ?", (user_id,)).rowcount:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # no copy left in the write-ahead log
             return self._prefs.pop(user_id, None) is not None
 
     def close(self) -> None:

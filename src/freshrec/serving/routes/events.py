@@ -7,7 +7,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
 
 from freshrec.schema import EventAck, EventIn
-from freshrec.serving.deps import EngineDep, batch_body, parse_batch, read_json
+from freshrec.serving.deps import EngineDep, batch_body, errors, parse_batch, read_json
+from freshrec.serving.security import require
 
 router = APIRouter(prefix="/v1", tags=["events"])
 _EVENTS = TypeAdapter(list[EventIn])
@@ -24,6 +25,8 @@ _EVENTS = TypeAdapter(list[EventIn])
         "duplicate and not stored again. Invalid input gets 422 (413 for oversized batches) and stores nothing."
     ),
     openapi_extra=batch_body("EventIn", "EventBatch"),
+    dependencies=[require("ingest")],
+    responses=errors(408, 409, 413, 415, 422, 503),
 )
 async def post_events(request: Request, engine: EngineDep) -> EventAck:
     payload = await read_json(request, engine.settings.events.max_body_bytes)

@@ -5,21 +5,41 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from freshrec.online.process import TRAINER_STATUS, read_status
 from freshrec.position import total
 from freshrec.schema import Health
-from freshrec.serving.deps import EngineDep
+from freshrec.serving.deps import EngineDep, errors
+from freshrec.serving.security import check_scope
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", response_model=Health, summary="Liveness and a few counts")
+def require_read(request: Request) -> None:
+    check_scope(request, "read")
+
+
+@router.get("/health", response_model=Health, summary="Liveness and a few counts", responses=errors(keyed=False))
 def health(engine: EngineDep) -> Health:
-    return engine.health()
+    health = engine.health()
+    health.trainer = read_status(engine.settings.storage.data_dir / TRAINER_STATUS)
+    return health
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    description="Needs the read scope unless `security.public_metrics` is on.",
+    response_class=Response,
+    responses=errors(),
+)
 def metrics(request: Request, engine: EngineDep) -> Response:
+    if not request.app.state.settings.security.public_metrics:
+        require_read(request)
     m = request.app.state.metrics
     m.users.set(len(engine.state))
+    trainer = read_status(engine.settings.storage.data_dir / TRAINER_STATUS)
+    if trainer is not None:
+        m.trainer_running.set(1.0 if trainer["state"] == "running" else 0.0)
+        m.trainer_restarts.set(trainer["restarts"])
     m.last_offset.set(total(engine.state.applied(engine.event_log.partitions)))
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)

@@ -9,7 +9,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import TypeAdapter
 
 from freshrec.schema import ItemIn, ItemOut, ItemsAck, SimilarItems
-from freshrec.serving.deps import EngineDep, batch_body, parse_batch, read_json
+from freshrec.serving.deps import EngineDep, batch_body, errors, parse_batch, read_json
+from freshrec.serving.security import require
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 _ITEMS = TypeAdapter(list[ItemIn])
@@ -24,6 +25,8 @@ _ITEMS = TypeAdapter(list[ItemIn])
         "only the fields present in the request change. `available: false` hides an item from every list."
     ),
     openapi_extra=batch_body("ItemIn", "ItemBatch"),
+    dependencies=[require("catalog")],
+    responses=errors(408, 413, 415, 422, 503),
 )
 async def put_items(request: Request, engine: EngineDep) -> ItemsAck:
     payload = await read_json(request, engine.settings.events.max_body_bytes)
@@ -31,7 +34,13 @@ async def put_items(request: Request, engine: EngineDep) -> ItemsAck:
     return await run_in_threadpool(engine.upsert_items, items)
 
 
-@router.get("/{item_id}", response_model=ItemOut, summary="Read one item")
+@router.get(
+    "/{item_id}",
+    response_model=ItemOut,
+    summary="Read one item",
+    dependencies=[require("read")],
+    responses=errors(404, 503),
+)
 def get_item(item_id: str, engine: EngineDep) -> ItemOut:
     return engine.get_item(item_id)
 
@@ -41,6 +50,8 @@ def get_item(item_id: str, engine: EngineDep) -> ItemOut:
     response_model=SimilarItems,
     summary="Similar items",
     description="Nearest available items by cosine similarity of the current model's item embeddings.",
+    dependencies=[require("read")],
+    responses=errors(404, 422, 503),
 )
 def similar_items(
     item_id: str, engine: EngineDep, k: Annotated[int, Query(description="List length.")] = 10

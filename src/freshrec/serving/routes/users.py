@@ -6,8 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, Request, Response
 
-from freshrec.schema import PreferencesIn, RecommendationList, UserStateOut
-from freshrec.serving.deps import EngineDep
+from freshrec.schema import PreferencesIn, RecommendationList, UserExport, UserStateOut
+from freshrec.serving.deps import EngineDep, errors
+from freshrec.serving.security import require
 from freshrec.validation import check_id
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
@@ -23,6 +24,8 @@ router = APIRouter(prefix="/v1/users", tags=["users"])
         "appear. Unknown users, and users whose items the model does not know, get the trending list "
         "(`source: trending`)."
     ),
+    dependencies=[require("read")],
+    responses=errors(422, 503),
 )
 async def recommendations(
     user_id: str,
@@ -40,12 +43,36 @@ async def recommendations(
     return Response(content=result.model_dump_json(), media_type="application/json")
 
 
-@router.get("/{user_id}", response_model=UserStateOut, summary="A user's live sequence")
+@router.get(
+    "/{user_id}",
+    response_model=UserStateOut,
+    summary="A user's live sequence",
+    dependencies=[require("read")],
+    responses=errors(404, 503),
+)
 def user_state(user_id: str, engine: EngineDep) -> UserStateOut:
     return engine.user_state(user_id)
 
 
-@router.delete("/{user_id}", summary="Forget a user (events and state)")
+@router.get(
+    "/{user_id}/export",
+    response_model=UserExport,
+    summary="Everything held about a user",
+    description="Every logged event with its context, the live state and the onboarding choice (a data subject "
+    "access request). Admin scope; audit-logged.",
+    dependencies=[require("admin")],
+    responses=errors(404, 503),
+)
+def export_user(user_id: str, engine: EngineDep) -> UserExport:
+    return engine.export_user(user_id)
+
+
+@router.delete(
+    "/{user_id}",
+    summary="Forget a user (events and state)",
+    dependencies=[require("admin")],
+    responses=errors(404, 503),
+)
 def delete_user(user_id: str, engine: EngineDep) -> dict[str, int]:
     return {"deleted_events": engine.delete_user(user_id)}
 
@@ -58,6 +85,8 @@ def delete_user(user_id: str, engine: EngineDep) -> dict[str, int]:
         "trending within them first); afterwards the transformer reads their sequence. Unknown categories "
         "are refused with 422. Posting again replaces the choice; `DELETE /v1/users/{id}` forgets it."
     ),
+    dependencies=[require("ingest")],
+    responses=errors(408, 413, 415, 422, 503),
 )
 def set_preferences(user_id: str, body: PreferencesIn, engine: EngineDep) -> dict[str, object]:
     check_id(user_id, "user_id", engine.settings.events.max_id_length)
