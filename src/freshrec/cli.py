@@ -405,6 +405,7 @@ def serve(
 
     from freshrec.online.process import TRAINER_STATUS, TrainerProcess
     from freshrec.serving.app import WORKER_SETTINGS_ENV, create_app
+    from freshrec.serving.protocol import http_protocol
 
     settings = settings_from(
         ctx,
@@ -467,6 +468,7 @@ def serve(
                 port=settings.serving.port,
                 log_level="warning",
                 limit_concurrency=settings.security.max_connections,
+                http=http_protocol(settings.security.read_timeout_s),
             )
         else:
             uvicorn.run(
@@ -475,6 +477,7 @@ def serve(
                 port=settings.serving.port,
                 log_level="warning",
                 limit_concurrency=settings.security.max_connections,
+                http=http_protocol(settings.security.read_timeout_s),
             )
     finally:
         if trainer_proc is not None:

@@ -244,8 +244,11 @@ class SecuritySettings(_Section):
         description="Connections and requests one API process holds at once; beyond it new ones get 503, so "
         "slow or idle clients cannot exhaust the process's file descriptors.",
     )
-    body_timeout_s: float = Field(
-        30.0, gt=0, description="Seconds a client may take to send a request body before it gets 408."
+    read_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a client may take to send a request's headers (then the connection is closed), and "
+        "again its body (then it gets 408), so slow clients cannot hold connections for ever.",
     )
 
 

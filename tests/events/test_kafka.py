@@ -92,3 +92,18 @@ def test_records_that_are_not_events_are_skipped(log: KafkaEventLog) -> None:
         producer.produce(log.topic, value=value)
     assert producer.flush(30) == 0
     assert [(e.offset, e.event_id) for e in log.read(0)] == [(3, "ok")]
+
+
+def test_the_erasure_record_holds_a_digest_not_the_user_id(log: KafkaEventLog) -> None:
+    from confluent_kafka import Consumer, TopicPartition
+
+    log.append([ev("e-1", user="ada@example.org"), ev("e-2", user="bob")])
+    assert log.delete_user("ada@example.org") == 1
+    reader = Consumer({"bootstrap.servers": log.servers, "group.id": f"check-{uuid.uuid4().hex}"})
+    try:
+        reader.assign([TopicPartition(log.erased_topic, 0, 0)])
+        [msg] = reader.consume(num_messages=1, timeout=30)
+        assert b"ada@example.org" not in msg.key() + msg.value()
+    finally:
+        reader.close()
+    assert [e.user_id for e in log.read(0)] == ["bob"]

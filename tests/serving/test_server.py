@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import httpx
@@ -65,3 +66,15 @@ def test_serve_runs_its_model_work_on_serving_torch_threads(server_factory, tmp_
     assert httpx.get(f"{server_factory(tmp_path / 'a').url}/health").json()["torch_threads"] == 1
     two = server_factory(tmp_path / "b", env={"FRESHREC_SERVING__TORCH_THREADS": "2"})
     assert httpx.get(f"{two.url}/health").json()["torch_threads"] == 2
+
+
+def test_a_client_that_never_finishes_its_headers_is_cut_off(tmp_path: Path, server_factory) -> None:
+    server = server_factory(tmp_path / "data", env={"FRESHREC_SECURITY__READ_TIMEOUT_S": "1"})
+    host, port = server.url.removeprefix("http://").split(":")
+    slow = [socket.create_connection((host, int(port)), timeout=60) for _ in range(3)]
+    for s in slow:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")  # and nothing more
+    for s in slow:
+        assert s.recv(1024) == b""  # the server closed it (recv blocks until then; 60 s bounds a hang)
+        s.close()
+    assert httpx.get(f"{server.url}/health", timeout=30).status_code == 200  # others are served as ever

@@ -17,9 +17,9 @@ What Kafka cannot do itself is done beside it:
   worker, when the deployment has one (``storage.state_url = redis://…``), else in this process, filled
   from the topic when the log is opened.
 * **Erasure**: records in a topic cannot be deleted one by one, so :meth:`KafkaEventLog.delete_user` writes
-  the user and the offset they were erased at to the compacted topic ``<TOPIC>.erased``; every reader
-  skips the events of an erased user up to that offset from then on, and the topic's retention removes
-  the bytes. A user who comes back afterwards starts afresh.
+  the user's id digest (SHA-256, not the id) and the log's ends when they were erased to the compacted topic
+  ``<TOPIC>.erased``; every reader skips the events of an erased user up to there from then on, and the
+  topic's retention removes the bytes. A user who comes back afterwards starts afresh.
 * **A user's events** (:meth:`KafkaEventLog.user_events`) are found by scanning the topic: exports are rare.
 
 Consumer offsets are committed to the broker under a consumer group (:meth:`KafkaEventLog.commit`), where
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import uuid
 from collections.abc import Sequence
@@ -47,6 +48,7 @@ APPEND_TIMEOUT_S = 5.0
 #: Seconds a read or a metadata call waits for the broker.
 READ_TIMEOUT_S = 10.0
 _FETCH = 10_000
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 # librdkafka's own messages (a broker disconnecting, retries) go through logging, not straight to stderr
 _KAFKA_LOG = logging.getLogger("freshrec.kafka")
 
@@ -160,7 +162,7 @@ class KafkaEventLog:
         self._reader = self._consumer(f"freshrec-reader-{uuid.uuid4().hex}")
         self._erasures_reader = self._consumer(f"freshrec-erasures-{uuid.uuid4().hex}")
         self._groups: dict[str, Any] = {}
-        #: user -> (the log's ends when they were erased, events erased in all)
+        #: user id digest -> (the log's ends when they were erased, events erased in all)
         self._erased: dict[str, tuple[Cursor, int]] = {}
         self._erased_position = 0
         self._erasure_log: list[tuple[int, str]] = []  # (position in the erasures topic, user digest)
@@ -414,14 +416,17 @@ class KafkaEventLog:
                 self._erased_position = msg.offset() + 1
                 try:
                     d = json.loads(msg.value())
-                    user = msg.key().decode()
-                    self._erased[user] = (as_cursor(d["upto"]), int(d["events"]))
-                    self._erasure_log.append((self._erased_position, id_digest(user)))
+                    key = msg.key().decode()
+                    digest = key if _DIGEST.fullmatch(key) else id_digest(key)  # records keyed by the id itself too
+                    self._erased[digest] = (as_cursor(d["upto"]), int(d["events"]))
+                    self._erasure_log.append((self._erased_position, digest))
                 except (ValueError, TypeError, KeyError, AttributeError):
                     continue
 
     def _visible(self, e: EventRecord) -> bool:
-        erased = self._erased.get(e.user_id)
+        if not self._erased:
+            return True
+        erased = self._erased.get(id_digest(e.user_id))
         return erased is None or not covers(erased[0], e.offset)
 
     def _window(self, partition: int, start: int, end: int) -> list[EventRecord]:
@@ -494,10 +499,10 @@ class KafkaEventLog:
             return 0
         upto = self.ends()
         with self._read_lock:
-            before = self._erased.get(user_id, ((), 0))[1]
+            before = self._erased.get(id_digest(user_id), ((), 0))[1]
         value = json.dumps({"upto": list(upto), "events": before + removed}).encode()
         with self._write_lock:
-            delivered = self._produce([(user_id, value)], topic=self.erased_topic)
+            delivered = self._produce([(id_digest(user_id), value)], topic=self.erased_topic)
         if None in delivered:
             raise Unavailable(f"the Kafka broker at {self.servers} did not acknowledge the erasure of {user_id!r}")
         with self._read_lock:

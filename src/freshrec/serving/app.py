@@ -27,6 +27,7 @@ from freshrec.engine import Engine, build_engine
 from freshrec.errors import FreshrecError, TooManyRequests, Unauthorized
 from freshrec.schema import EventIn, ItemIn, format_validation_error
 from freshrec.serving.prometheus import ServiceMetrics
+from freshrec.serving.protocol import http_protocol
 from freshrec.serving.routes import events, health, items, models, users
 from freshrec.serving.security import Guard, KeyCache
 
@@ -198,6 +199,7 @@ def create_app_from_environment() -> FastAPI:
     """The app of one ``freshrec serve --workers N`` worker: uvicorn imports this factory in each worker
     process, which reads the settings the parent resolved from :data:`WORKER_SETTINGS_ENV`."""
     settings = Settings.model_validate_json(os.environ[WORKER_SETTINGS_ENV])
+    http_protocol(settings.security.read_timeout_s)  # the header deadline, in this worker process
     if settings.serving.torch_threads:
         import torch
 

@@ -98,7 +98,7 @@ class Guard:
     def __init__(self, app: Any, settings: Any, audit: Callable[..., None]) -> None:
         self.app = app
         self.max_bytes = settings.events.max_body_bytes
-        self.timeout = settings.security.body_timeout_s
+        self.timeout = settings.security.read_timeout_s
         hosts = settings.security.allowed_hosts or (["*"] if settings.security.auth else list(LOCAL_HOSTS))
         self.hosts = None if "*" in hosts else {h.lower() for h in hosts}
         self.audit = audit
