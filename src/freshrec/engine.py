@@ -240,17 +240,22 @@ class Engine:
         while parts:
             applied = self.state.applied(partitions)
             ready: set[int] = set()
+            interleaved = False  # another writer's events lie between ours: only the log has them
             for p, recs in list(parts.items()):
                 if recs[-1].offset <= applied[p]:
                     del parts[p]  # another worker folded them from the log
-                elif recs[0].offset == applied[p] + 1 and recs[-1].offset - recs[0].offset == len(recs) - 1:
-                    ready.add(p)
+                elif recs[0].offset <= applied[p] + 1:
+                    contiguous = recs[0].offset == applied[p] + 1 and recs[-1].offset - recs[0].offset == len(recs) - 1
+                    if contiguous:
+                        ready.add(p)
+                    else:
+                        interleaved = True
             if ready:
                 self._apply([r for r in fresh if partition_of(r.offset) in ready])
                 for p in ready:
                     del parts[p]
             elif parts:
-                if not self.state.shared or time.monotonic() >= deadline:
+                if interleaved or not self.state.shared or time.monotonic() >= deadline:
                     # another process wrote to the log too (or the worker before us died): replay what we
                     # have not applied
                     self._catch_up_locked(progress=False)
@@ -496,15 +501,17 @@ class Engine:
             num_items=serving.num_rows,
         )
 
-    def recommend(self, user_id: str, k: int | None = None, exclude_seen: bool | None = None) -> RecommendationList:
+    def recommend(
+        self, user_id: str, k: int | None = None, exclude_seen: bool | None = None, diversity: float | None = None
+    ) -> RecommendationList:
         self.catalog.refresh()  # items another worker (or `freshrec import`) added since the last request
-        return self.recommender.recommend(user_id, k, exclude_seen)
+        return self.recommender.recommend(user_id, k, exclude_seen, diversity)
 
     async def recommend_async(
-        self, user_id: str, k: int | None = None, exclude_seen: bool | None = None
+        self, user_id: str, k: int | None = None, exclude_seen: bool | None = None, diversity: float | None = None
     ) -> RecommendationList:
         self.catalog.refresh()
-        return await self.recommender.recommend_async(user_id, k, exclude_seen)
+        return await self.recommender.recommend_async(user_id, k, exclude_seen, diversity)
 
     def similar(self, item_id: str, k: int | None = None) -> SimilarItems:
         self.catalog.refresh()
