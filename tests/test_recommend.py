@@ -1,6 +1,11 @@
 """The hot path: live sequence -> model -> filters -> reasons; trending fallback."""
 
+import numpy as np
+import pytest
+
+from freshrec.diversity import intra_list_diversity
 from freshrec.engine import Engine
+from freshrec.errors import InvalidInput
 from freshrec.schema import EventIn, ItemIn
 from tests.conftest import TrainedStore
 
@@ -64,3 +69,25 @@ def test_similar_items(trained_engine: Engine, trained: TrainedStore) -> None:
     assert len(sim.items) == 5 and item not in [i.item_id for i in sim.items]
     assert [i.score for i in sim.items] == sorted((i.score for i in sim.items), reverse=True)
     assert all(-1.0001 <= i.score <= 1.0001 for i in sim.items)
+
+
+def test_diversity_reranks_the_list_towards_dissimilar_items(trained_engine: Engine, trained: TrainedStore) -> None:
+    serving = trained_engine.recommender.serving
+    users = sorted({e.user_id for e in trained.shop.events})[:20]
+
+    def spread(items: list[str]) -> float:
+        idx = trained_engine.catalog.internal_ids(items, create=False)
+        return intra_list_diversity(serving.unit_of(np.asarray(idx)))
+
+    plain = [trained_engine.recommend(u, 10) for u in users]
+    diverse = [trained_engine.recommend(u, 10, diversity=0.7) for u in users]
+    for a, b in zip(plain, diverse, strict=True):
+        assert len(b.items) == 10 and b.items[0].item_id == a.items[0].item_id  # the best item stays first
+    before = np.mean([spread([i.item_id for i in r.items]) for r in plain])
+    after = np.mean([spread([i.item_id for i in r.items]) for r in diverse])
+    assert after > before
+    assert [i.item_id for i in trained_engine.recommend(users[0], 10, diversity=0.0).items] == [
+        i.item_id for i in plain[0].items
+    ]
+    with pytest.raises(InvalidInput, match="diversity"):
+        trained_engine.recommend(users[0], 10, diversity=1.5)

@@ -179,6 +179,13 @@ class ServingSettings(_Section):
     default_k: int = Field(10, ge=1, description="List length when a request gives no k.")
     max_k: int = Field(500, ge=1, description="Largest k a request may ask for.")
     exclude_seen: bool = Field(True, description="Default for the exclude_seen query parameter.")
+    diversity: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Default for the diversity query parameter: the weight MMR gives to dissimilarity from the "
+        "items already in the list (0: the model's order; docs/benchmarks.md, diversity, has the trade-off).",
+    )
     ranker: bool = Field(
         False,
         description="Serve the version's ranker over the candidates of every live source (the transformer, "

@@ -27,6 +27,7 @@ from freshrec.candidates.sknn import SessionKNN
 from freshrec.candidates.trending import TrendingSource
 from freshrec.catalog.base import Catalog
 from freshrec.config import ContentSettings, ServingSettings
+from freshrec.diversity import POOL_PER_SLOT, mmr
 from freshrec.errors import InvalidInput, ModelUnavailable, NotFound
 from freshrec.ranking.assemble import Live, rank
 from freshrec.ranking.features import ItemStats
@@ -57,6 +58,7 @@ class _Scoring:
     types: np.ndarray
     exclude: np.ndarray  # catalogue indices never to return (seen items)
     k: int
+    diversity: float = 0.0  # MMR weight of dissimilarity (0: the model's order)
 
     @property
     def state_version(self) -> int:
@@ -144,19 +146,22 @@ class Recommender:
 
     # ---- recommendations -------------------------------------------------------------------------
 
-    def recommend(self, user_id: str, k: int | None = None, exclude_seen: bool | None = None) -> RecommendationList:
-        """Top-k for a user from their live sequence; trending when the model cannot serve them."""
-        plan = self._plan(user_id, k, exclude_seen)
+    def recommend(
+        self, user_id: str, k: int | None = None, exclude_seen: bool | None = None, diversity: float | None = None
+    ) -> RecommendationList:
+        """Top-k for a user from their live sequence; trending when the model cannot serve them. ``diversity``
+        (0..1, default ``serving.diversity``) re-ranks the model's list by MMR (:mod:`freshrec.diversity`)."""
+        plan = self._plan(user_id, k, exclude_seen, diversity)
         if isinstance(plan, RecommendationList):
             return plan
         result = self._batcher.submit(plan) if self._batcher is not None else self._score_batch([plan])[0]
         return self._finish(plan, result)
 
     async def recommend_async(
-        self, user_id: str, k: int | None = None, exclude_seen: bool | None = None
+        self, user_id: str, k: int | None = None, exclude_seen: bool | None = None, diversity: float | None = None
     ) -> RecommendationList:
         """:meth:`recommend` for an event loop: the model work runs on the batcher's thread."""
-        plan = self._plan(user_id, k, exclude_seen)
+        plan = self._plan(user_id, k, exclude_seen, diversity)
         if isinstance(plan, RecommendationList):
             return plan
         if self._batcher is None:
@@ -170,9 +175,14 @@ class Recommender:
         exclude_seen = self.settings.exclude_seen if exclude_seen is None else exclude_seen
         return self._trending(user_id, self.state.get(user_id), k, exclude_seen, self.serving)
 
-    def _plan(self, user_id: str, k: int | None, exclude_seen: bool | None) -> _Scoring | RecommendationList:
+    def _plan(
+        self, user_id: str, k: int | None, exclude_seen: bool | None, diversity: float | None = None
+    ) -> _Scoring | RecommendationList:
         k = self.settings.default_k if k is None else k
         self.check_k(k)
+        diversity = self.settings.diversity if diversity is None else diversity
+        if not 0.0 <= diversity <= 1.0:
+            raise InvalidInput(f"diversity must be between 0 and 1, got {diversity}")
         exclude_seen = self.settings.exclude_seen if exclude_seen is None else exclude_seen
         snap = self.state.get(user_id)
         serving = self.serving  # one read: this request uses this version to the end
@@ -181,7 +191,7 @@ class Recommender:
             usable = rows > 0
             if usable.any():
                 seen = snap.seen if exclude_seen else np.zeros(0, dtype=np.int64)
-                return _Scoring(serving, user_id, snap, rows[usable], snap.types[usable], seen, k)
+                return _Scoring(serving, user_id, snap, rows[usable], snap.types[usable], seen, k, diversity)
         return self._trending(user_id, snap, k, exclude_seen, serving)
 
     def _exposure(self) -> np.ndarray:
@@ -213,13 +223,15 @@ class Recommender:
                 lists = rank(serving, serving.ranker, live, queries, snaps, exclude, allowed)
                 for (cands, scores), i in zip(lists, members, strict=True):
                     results[i] = self._assemble(
-                        plans[i].k, serving, cands.items, scores, cands.sources_of, exposure, explore
+                        plans[i], serving, cands.items, scores, cands.sources_of, exposure, explore
                     )
             else:
-                fetch = max(plans[i].k for i in members) + (_EXPLORATION_POOL if explore else 0)
+                fetch = max(p.k * (POOL_PER_SLOT if p.diversity > 0 else 1) for p in (plans[i] for i in members)) + (
+                    _EXPLORATION_POOL if explore else 0
+                )
                 proposals = serving.propose(queries, fetch, exclude, available, allowed)
                 for p, i in zip(proposals, members, strict=True):
-                    results[i] = self._assemble(plans[i].k, serving, p.items, p.scores, _model_only, exposure, explore)
+                    results[i] = self._assemble(plans[i], serving, p.items, p.scores, _model_only, exposure, explore)
         return results  # type: ignore[return-value]
 
     def _user_vectors(self, serving: ServingModel, plans: list[_Scoring]) -> torch.Tensor:
@@ -243,7 +255,7 @@ class Recommender:
 
     def _assemble(
         self,
-        k: int,
+        plan: _Scoring,
         serving: ServingModel,
         cat: np.ndarray,
         sc: np.ndarray,
@@ -251,8 +263,16 @@ class Recommender:
         exposure: np.ndarray | None,
         explore: int,
     ) -> _Scored:
-        """The top k of a ranked candidate list, with the last ``explore`` slots going to the best-ranked
+        """The top k of a ranked candidate list (re-ranked by MMR among the best ``POOL_PER_SLOT * k`` when
+        the request asks for diversity), with the last ``explore`` slots going to the best-ranked
         little-exposed items below the cut (when there are any)."""
+        k = plan.k
+        position = np.arange(len(cat))
+        if plan.diversity > 0 and len(cat) > 1:
+            pool = min(len(cat), POOL_PER_SLOT * k)
+            picked = mmr(sc[:pool], serving.unit_of(cat[:pool]), k, plan.diversity)
+            position = np.concatenate([picked, np.setdiff1d(position, picked, assume_unique=True)])
+            cat, sc = cat[position], sc[position]
         is_cold = ~serving.learned(cat)
         prefixes = ["matched by content (no learned embedding yet)" if c else "" for c in is_cold]
         slots = min(explore, k - 1) if exposure is not None else 0
@@ -268,7 +288,11 @@ class Recommender:
             for t in low:
                 prefixes[t] = "exploration slot, a little-seen item" + (" matched by content" if is_cold[t] else "")
         return _Scored(
-            cat[take], sc[take], serving.unit_of(cat[take]), [prefixes[t] for t in take], [sources_of(t) for t in take]
+            cat[take],
+            sc[take],
+            serving.unit_of(cat[take]),
+            [prefixes[t] for t in take],
+            [sources_of(int(position[t])) for t in take],
         )
 
     def _cached_vector(self, plan: _Scoring) -> torch.Tensor | None:

@@ -25,6 +25,7 @@ SCRIPTS = [
     ("online_trainer.py", ["--quick"]),
     ("offline_quality.py", ["--dataset", "tiny-shop", "--set", "train.epochs=2", "--set", "model.dim=16"]),
     ("cold_start.py", ["--quick"]),
+    ("diversity.py", ["--dataset", "tiny-shop", "--set", "train.epochs=2", "--set", "model.dim=16"]),
     ("startup.py", ["--quick"]),
     ("scale_out.py", ["--quick"]),
 ]

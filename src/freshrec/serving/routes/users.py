@@ -33,10 +33,19 @@ async def recommendations(
     engine: EngineDep,
     k: Annotated[int | None, Query(description="List length (1..serving.max_k; default serving.default_k).")] = None,
     exclude_seen: Annotated[bool | None, Query(description="Hide items the user already acted on.")] = None,
+    diversity: Annotated[
+        float | None,
+        Query(
+            ge=0.0,
+            le=1.0,
+            description="0..1: how much the list avoids items similar to each other (MMR over item embeddings; "
+            "default serving.diversity).",
+        ),
+    ] = None,
 ) -> Response:
     check_id(user_id, "user_id", engine.settings.events.max_id_length)
     # async: the model work runs on the micro-batcher's thread, the event loop only waits for it
-    result = await engine.recommend_async(user_id, k, exclude_seen)
+    result = await engine.recommend_async(user_id, k, exclude_seen, diversity)
     request.app.state.metrics.recommendations.labels(result.source).inc()
     # Serialised here, once: returning the model would make FastAPI validate it again against
     # response_model (which stays for the OpenAPI schema), a measurable share of the hot path.
