@@ -25,7 +25,11 @@ from machine import ROOT, write_json
 from stores import Server
 
 
-async def closed_loop(url: str, batch: int, clients: int, duration: float, server_log=lambda: "") -> dict:
+async def closed_loop(
+    url: str, batch: int, clients: int, duration: float, server_log=lambda: "", tag: str = ""
+) -> dict:
+    """Closed-loop clients posting batches of distinct events for ``duration`` seconds; ``tag`` keeps the ids
+    of loops run side by side (one per worker) apart, so no worker receives another's events as duplicates."""
     acked = 0
     latencies: list[float] = []
     stop = time.perf_counter() + duration
@@ -37,10 +41,10 @@ async def closed_loop(url: str, batch: int, clients: int, duration: float, serve
             while time.perf_counter() < stop:
                 body = [
                     {
-                        "user_id": f"u{c}-{n % 500}",
+                        "user_id": f"u{tag}{c}-{n % 500}",
                         "item_id": f"i{(n * 7 + j) % 5000}",
                         "type": "view",
-                        "event_id": f"c{c}-b{n}-{j}",
+                        "event_id": f"{tag}c{c}-b{n}-{j}",
                     }
                     for j in range(batch)
                 ]

@@ -46,7 +46,8 @@ P99_BUDGET_MS = 50.0
 
 
 async def _both(urls: list[str], clients: int, duration: float) -> list[dict]:
-    return await asyncio.gather(*(closed_loop(url, 1000, clients // len(urls), duration) for url in urls))
+    loops = (closed_loop(url, 1000, clients // len(urls), duration, tag=f"w{w}-") for w, url in enumerate(urls))
+    return await asyncio.gather(*loops)
 
 
 def ingestion(a: Server, b: Server, args: argparse.Namespace) -> dict:

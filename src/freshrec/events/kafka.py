@@ -331,14 +331,20 @@ class KafkaEventLog:
         return found
 
     def _stored(self, offsets: set[int]) -> dict[int, EventRecord]:
-        """The visible events at these offsets (a duplicate's stored payload, to compare with the resent one)."""
+        """The visible events at these offsets (a duplicate's stored payload, to compare with the resent one).
+        A retried batch's offsets lie close together: each run of them is read in one fetch."""
         out: dict[int, EventRecord] = {}
+        runs: list[list[int]] = []  # [first, last] local offsets within one partition
+        for o in sorted(offsets):
+            if runs and partition_of(o) == partition_of(runs[-1][1]) and o - runs[-1][1] <= _FETCH:
+                runs[-1][1] = o
+            else:
+                runs.append([o, o])
         with self._read_lock:
             self._refresh_erasures()
-            for o in sorted(offsets):
-                n = local(o)
-                for e in self._window(partition_of(o), n - 1, n):
-                    if self._visible(e):
+            for first, last in runs:
+                for e in self._window(partition_of(first), local(first) - 1, local(last)):
+                    if e.offset in offsets and self._visible(e):
                         out[e.offset] = e
         return out
 
