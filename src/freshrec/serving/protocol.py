@@ -1,7 +1,7 @@
 """The HTTP protocol uvicorn runs, with a deadline for a request's headers.
 
-uvicorn times out idle keep-alive connections, but not a client that sends its headers slowly: a few hundred
-half-sent requests held a file descriptor each for ever. Here a connection whose request headers are not
+uvicorn times out idle keep-alive connections, but not a client that sends its headers slowly: each half-sent
+request would hold a file descriptor for ever. Here a connection whose request headers are not
 complete :attr:`read_timeout_s` after it opened (or after its previous response) is closed; the body has the
 same deadline in :class:`~freshrec.serving.security.Guard`.
 """
