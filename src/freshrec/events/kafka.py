@@ -266,32 +266,24 @@ class KafkaEventLog:
                 found = self._find(claim.unsure)
                 self.event_ids.stored(found)
                 known.update(found)
-            if known:
-                try:
-                    stored = self._stored(set(known.values()))
-                    for e in events:
-                        if e.event_id in known:
-                            check_same_event(e, (known[e.event_id], stored.get(known[e.event_id])))
-                except BaseException:
-                    self.event_ids.release(i for i in ids if i not in known)
-                    raise
             results: list[AppendResult | None] = [None] * len(events)
             first: dict[str, int] = {}  # event id -> index of its first copy in this batch
             sent: list[int] = []
-            for j, e in enumerate(events):
-                if e.event_id is not None and e.event_id in known:
-                    results[j] = AppendResult(known[e.event_id], True)
-                elif e.event_id is not None and e.event_id in first:
-                    try:
-                        check_same_event(e, (0, events[first[e.event_id]]))
-                    except BaseException:
-                        self.event_ids.release(i for i in ids if i not in known)
-                        raise
-                    continue  # filled in from its first copy below
-                else:
-                    if e.event_id is not None:
-                        first[e.event_id] = j
-                    sent.append(j)
+            try:
+                stored = self._stored(set(known.values())) if known else {}
+                for j, e in enumerate(events):
+                    if e.event_id is not None and e.event_id in known:
+                        check_same_event(e, (known[e.event_id], stored.get(known[e.event_id])))
+                        results[j] = AppendResult(known[e.event_id], True)
+                    elif e.event_id is not None and e.event_id in first:
+                        check_same_event(e, (0, events[first[e.event_id]]))  # filled in from its first copy below
+                    else:
+                        if e.event_id is not None:
+                            first[e.event_id] = j
+                        sent.append(j)
+            except BaseException:  # a conflict: nothing of the batch is sent, the reserved ids are freed
+                self.event_ids.release(i for i in ids if i not in known)
+                raise
             offsets = self._produce([(events[j].user_id, payloads[j]) for j in sent])
             delivered = {j: o for j, o in zip(sent, offsets, strict=True) if o is not None}
             self.event_ids.stored({events[j].event_id: o for j, o in delivered.items() if events[j].event_id})
