@@ -3,11 +3,12 @@
 import numpy as np
 import pytest
 
+from freshrec.datasets.synthetic import generate_shop
 from freshrec.diversity import intra_list_diversity
-from freshrec.engine import Engine
+from freshrec.engine import Engine, build_engine
 from freshrec.errors import InvalidInput
 from freshrec.schema import EventIn, ItemIn
-from tests.conftest import TrainedStore
+from tests.conftest import TrainedStore, make_settings
 
 
 def test_an_event_changes_the_next_list(trained_engine: Engine, trained: TrainedStore) -> None:
@@ -91,3 +92,48 @@ def test_diversity_reranks_the_list_towards_dissimilar_items(trained_engine: Eng
     ]
     with pytest.raises(InvalidInput, match="diversity"):
         trained_engine.recommend(users[0], 10, diversity=1.5)
+
+
+def test_objectives_rank_for_the_next_interaction_or_the_next_conversion(
+    trained_engine: Engine, trained: TrainedStore
+) -> None:
+    serving = trained_engine.recommender.serving
+    # the shop has purchases, so the model learned the conversion head and reports per-objective figures
+    assert serving.objectives == ("engagement", "blend", "conversion")
+    assert trained.metrics["objectives"]["conversion"]["conversions"]["n"] > 0
+    users = sorted({e.user_id for e in trained.shop.events})[:40]
+    lists = {o: [trained_engine.recommend(u, 10, objective=o) for u in users] for o in ("engagement", "conversion")}
+    assert {r.objective for r in lists["engagement"]} == {"engagement"}
+    assert {r.objective for r in lists["conversion"]} == {"conversion"}
+    assert trained_engine.recommend(users[0], 10).objective == "engagement"  # serving.objective's default
+
+    # The shop's items differ in how often a carted one is bought; ranking for conversion favours the
+    # items that are bought.
+    bought = trained.shop.purchase_probability
+
+    def mean_bought(results: list) -> float:
+        return float(np.mean([bought[i.item_id] for r in results for i in r.items]))
+
+    assert mean_bought(lists["conversion"]) > mean_bought(lists["engagement"])
+    with pytest.raises(InvalidInput, match="objective"):
+        trained_engine.recommend(users[0], 10, objective="revenue")
+
+
+def test_a_model_without_conversions_ranks_for_engagement(tmp_path) -> None:
+    from freshrec.pipeline import train_and_publish
+
+    shop = generate_shop(n_users=40, n_items=30, n_categories=3, seed=3)
+    eng = build_engine(make_settings(tmp_path / "data", events={"conversion_types": []}, train={"epochs": 2}))
+    try:
+        eng.upsert_items(shop.items)
+        for i in range(0, len(shop.events), 1000):
+            eng.ingest(shop.events[i : i + 1000])
+        report = train_and_publish(eng.stores, progress=False)
+        eng.load_model()
+        assert "objectives" not in report.metrics and eng.recommender.serving.objectives == ("engagement",)
+        user = shop.events[-1].user_id
+        answer = eng.recommend(user, 5, objective="conversion")
+        assert answer.objective == "engagement" and answer.source == "model"
+        assert [i.item_id for i in answer.items] == [i.item_id for i in eng.recommend(user, 5).items]
+    finally:
+        eng.close()

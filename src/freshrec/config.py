@@ -80,6 +80,12 @@ class EventSettings(_Section):
         default_factory=lambda: ["dislike", "skip"],
         description="Types stored and excluded from recommendations but never added to the sequence.",
     )
+    conversion_types: list[str] = Field(
+        default_factory=lambda: ["purchase"],
+        description="Types that count as a conversion. When training data holds any, the model also learns the "
+        "next conversion (a second head on the same sequence), and requests can rank for it "
+        "(objective=conversion or blend).",
+    )
     max_batch: int = Field(1000, ge=1, description="Most events one POST /v1/events may carry.")
     max_id_length: int = Field(256, ge=1, le=1024, description="Longest user_id / item_id / event_id.")
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
@@ -97,9 +103,12 @@ class EventSettings(_Section):
 
     @model_validator(mode="after")
     def _negative_types_known(self) -> EventSettings:
-        unknown = set(self.negative_types) - set(self.types)
-        if unknown:
-            raise ValueError(f"negative_types names unknown event types: {sorted(unknown)}")
+        for field in ("negative_types", "conversion_types"):
+            unknown = set(getattr(self, field)) - set(self.types)
+            if unknown:
+                raise ValueError(f"{field} names unknown event types: {sorted(unknown)}")
+        if set(self.conversion_types) & set(self.negative_types):
+            raise ValueError("a negative type cannot be a conversion type (negative events are not sequence entries)")
         return self
 
 
@@ -185,6 +194,11 @@ class ServingSettings(_Section):
         le=1.0,
         description="Default for the diversity query parameter: the weight MMR gives to dissimilarity from the "
         "items already in the list (0: the model's order; docs/benchmarks.md, diversity, has the trade-off).",
+    )
+    objective: Literal["engagement", "conversion", "blend"] = Field(
+        "engagement",
+        description="Default for the objective query parameter: rank for the next interaction (engagement), the "
+        "next conversion (conversion: events.conversion_types, for a model that learned them) or both (blend).",
     )
     ranker: bool = Field(
         False,

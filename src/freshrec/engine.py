@@ -502,16 +502,26 @@ class Engine:
         )
 
     def recommend(
-        self, user_id: str, k: int | None = None, exclude_seen: bool | None = None, diversity: float | None = None
+        self,
+        user_id: str,
+        k: int | None = None,
+        exclude_seen: bool | None = None,
+        diversity: float | None = None,
+        objective: str | None = None,
     ) -> RecommendationList:
         self.catalog.refresh()  # items another worker (or `freshrec import`) added since the last request
-        return self.recommender.recommend(user_id, k, exclude_seen, diversity)
+        return self.recommender.recommend(user_id, k, exclude_seen, diversity, objective)
 
     async def recommend_async(
-        self, user_id: str, k: int | None = None, exclude_seen: bool | None = None, diversity: float | None = None
+        self,
+        user_id: str,
+        k: int | None = None,
+        exclude_seen: bool | None = None,
+        diversity: float | None = None,
+        objective: str | None = None,
     ) -> RecommendationList:
         self.catalog.refresh()
-        return await self.recommender.recommend_async(user_id, k, exclude_seen, diversity)
+        return await self.recommender.recommend_async(user_id, k, exclude_seen, diversity, objective)
 
     def similar(self, item_id: str, k: int | None = None) -> SimilarItems:
         self.catalog.refresh()

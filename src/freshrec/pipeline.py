@@ -28,6 +28,7 @@ from freshrec.model.train import FitResult, Trainer
 from freshrec.position import as_cursor, base, describe, to_json
 from freshrec.ranking.collect import Requests, collect
 from freshrec.ranking.ranker import Ranker
+from freshrec.sequence import EventTypes
 from freshrec.serving_model import ServingModel
 from freshrec.stores import Stores
 
@@ -48,8 +49,11 @@ class TrainReport:
     content_items: int = 0  # catalogue items encoded for cold start (0: no content or content disabled)
 
 
-def model_config(settings: Settings, num_items: int, num_types: int) -> SASRecConfig:
-    """The architecture the settings ask for, over ``num_items`` items and ``num_types`` event types."""
+def model_config(
+    settings: Settings, num_items: int, num_types: int, conversion_types: Sequence[int] = ()
+) -> SASRecConfig:
+    """The architecture the settings ask for, over ``num_items`` items and ``num_types`` event types, with a
+    conversion head for these type codes when there are any (:func:`conversion_codes`)."""
     m = settings.model
     return SASRecConfig(
         num_items=num_items,
@@ -59,7 +63,22 @@ def model_config(settings: Settings, num_items: int, num_types: int) -> SASRecCo
         dropout=m.dropout,
         max_len=m.max_len,
         num_types=num_types,
+        conversion_types=tuple(conversion_types),
     )
+
+
+def conversion_codes(settings: Settings, types: EventTypes, train_types: Sequence[np.ndarray]) -> tuple[int, ...]:
+    """The codes of ``events.conversion_types`` when the training sequences (their type codes) have a
+    conversion to learn from, else none: a head with nothing to learn would only be the engagement head.
+
+    >>> from freshrec.config import load_settings
+    >>> settings, types = load_settings(), EventTypes(["view", "purchase"])
+    >>> conversion_codes(settings, types, [np.array([1, 2, 1])]), conversion_codes(settings, types, [np.array([2, 1])])
+    ((2,), ())
+    """
+    codes = tuple(types.code[t] for t in settings.events.conversion_types if t in types)
+    # the first entry of a sequence is never a target
+    return codes if codes and any(np.isin(t[1:], codes).any() for t in train_types) else ()
 
 
 def read_sequences(stores: Stores, upto: Sequence[int] | int | None = None, progress: bool = False) -> SequenceData:
@@ -74,9 +93,15 @@ def read_sequences(stores: Stores, upto: Sequence[int] | int | None = None, prog
     )
 
 
-def _evaluate(model: SASRec, split: Split, settings: Settings, progress: bool = False) -> dict[str, Any]:
+def _evaluate(
+    model: SASRec, split: Split, settings: Settings, type_names: Sequence[str], progress: bool = False
+) -> dict[str, Any]:
+    """The offline protocol, with per-objective figures on the conversion types the settings name
+    (``type_names``: the model's event types, whose position + 1 is their code)."""
     device = resolve_device(settings.train.device)
-    return evaluate_split(model, split, device, amp_dtype(device, settings.train.precision), progress=progress)
+    codes = [i + 1 for i, name in enumerate(type_names) if name in settings.events.conversion_types]
+    amp = amp_dtype(device, settings.train.precision)
+    return evaluate_split(model, split, device, amp, progress=progress, conversion_types=codes)
 
 
 def warm_start_model(stores: Stores, config: SASRecConfig) -> tuple[SASRec, str]:
@@ -141,7 +166,9 @@ def train_and_publish(
     split = leave_one_out(data, holdout)
     if not len(split.valid):
         raise ValueError(f"no user has enough events for a {holdout!r} holdout (need at least 3)")
-    config = model_config(settings, data.num_items, len(stores.types))
+    config = model_config(
+        settings, data.num_items, len(stores.types), conversion_codes(settings, stores.types, split.train_types)
+    )
     parent = None
     if warm_start:
         model, parent = warm_start_model(stores, config)
@@ -150,7 +177,7 @@ def train_and_publish(
         model = SASRec(config)
     trainer = Trainer(model, settings.train, progress=progress)
     fit = trainer.fit(split.train_items, split.train_types, split.valid)
-    metrics = _evaluate(trainer.model, split, settings)
+    metrics = _evaluate(trainer.model, split, settings, stores.types.names)
     metrics["valid"] = fit.valid
     untrained = untrained_items(stores, split, data.num_items)
     content_items = _fit_content(stores, progress)
@@ -326,7 +353,7 @@ def evaluate_version(stores: Stores, version: str | None = None, progress: bool 
         split.test.remap(rows, type_map) if split.test is not None else None,
         split.holdout,
     )
-    result = _evaluate(loaded.model, mapped, stores.settings, progress=progress)
+    result = _evaluate(loaded.model, mapped, stores.settings, loaded.event_types, progress=progress)
     if loaded.ranker is not None and split.test is not None:
         serving = ServingModel(loaded, stores.catalog, stores.types, stores.settings.serving.index)
         if stores.content is not None:

@@ -29,6 +29,7 @@ from freshrec.catalog.base import Catalog
 from freshrec.config import ContentSettings, ServingSettings
 from freshrec.diversity import POOL_PER_SLOT, mmr
 from freshrec.errors import InvalidInput, ModelUnavailable, NotFound
+from freshrec.model.sasrec import OBJECTIVES
 from freshrec.ranking.assemble import Live, rank
 from freshrec.ranking.features import ItemStats
 from freshrec.rerank import describe, explain_by_sequence
@@ -59,6 +60,7 @@ class _Scoring:
     exclude: np.ndarray  # catalogue indices never to return (seen items)
     k: int
     diversity: float = 0.0  # MMR weight of dissimilarity (0: the model's order)
+    objective: str = "engagement"  # what the model ranks for (one it serves)
 
     @property
     def state_version(self) -> int:
@@ -147,21 +149,33 @@ class Recommender:
     # ---- recommendations -------------------------------------------------------------------------
 
     def recommend(
-        self, user_id: str, k: int | None = None, exclude_seen: bool | None = None, diversity: float | None = None
+        self,
+        user_id: str,
+        k: int | None = None,
+        exclude_seen: bool | None = None,
+        diversity: float | None = None,
+        objective: str | None = None,
     ) -> RecommendationList:
         """Top-k for a user from their live sequence; trending when the model cannot serve them. ``diversity``
-        (0..1, default ``serving.diversity``) re-ranks the model's list by MMR (:mod:`freshrec.diversity`)."""
-        plan = self._plan(user_id, k, exclude_seen, diversity)
+        (0..1, default ``serving.diversity``) re-ranks the model's list by MMR (:mod:`freshrec.diversity`);
+        ``objective`` (default ``serving.objective``) is what the model ranks for
+        (:data:`~freshrec.model.sasrec.OBJECTIVES`)."""
+        plan = self._plan(user_id, k, exclude_seen, diversity, objective)
         if isinstance(plan, RecommendationList):
             return plan
         result = self._batcher.submit(plan) if self._batcher is not None else self._score_batch([plan])[0]
         return self._finish(plan, result)
 
     async def recommend_async(
-        self, user_id: str, k: int | None = None, exclude_seen: bool | None = None, diversity: float | None = None
+        self,
+        user_id: str,
+        k: int | None = None,
+        exclude_seen: bool | None = None,
+        diversity: float | None = None,
+        objective: str | None = None,
     ) -> RecommendationList:
         """:meth:`recommend` for an event loop: the model work runs on the batcher's thread."""
-        plan = self._plan(user_id, k, exclude_seen, diversity)
+        plan = self._plan(user_id, k, exclude_seen, diversity, objective)
         if isinstance(plan, RecommendationList):
             return plan
         if self._batcher is None:
@@ -176,13 +190,21 @@ class Recommender:
         return self._trending(user_id, self.state.get(user_id), k, exclude_seen, self.serving)
 
     def _plan(
-        self, user_id: str, k: int | None, exclude_seen: bool | None, diversity: float | None = None
+        self,
+        user_id: str,
+        k: int | None,
+        exclude_seen: bool | None,
+        diversity: float | None = None,
+        objective: str | None = None,
     ) -> _Scoring | RecommendationList:
         k = self.settings.default_k if k is None else k
         self.check_k(k)
         diversity = self.settings.diversity if diversity is None else diversity
         if not 0.0 <= diversity <= 1.0:
             raise InvalidInput(f"diversity must be between 0 and 1, got {diversity}")
+        objective = self.settings.objective if objective is None else objective
+        if objective not in OBJECTIVES:
+            raise InvalidInput(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
         exclude_seen = self.settings.exclude_seen if exclude_seen is None else exclude_seen
         snap = self.state.get(user_id)
         serving = self.serving  # one read: this request uses this version to the end
@@ -191,7 +213,10 @@ class Recommender:
             usable = rows > 0
             if usable.any():
                 seen = snap.seen if exclude_seen else np.zeros(0, dtype=np.int64)
-                return _Scoring(serving, user_id, snap, rows[usable], snap.types[usable], seen, k, diversity)
+                # the ranker's labels are interactions: with it, lists rank for engagement
+                ranked = self.settings.ranker and serving.ranker is not None
+                served = objective if objective in serving.objectives and not ranked else "engagement"
+                return _Scoring(serving, user_id, snap, rows[usable], snap.types[usable], seen, k, diversity, served)
         return self._trending(user_id, snap, k, exclude_seen, serving)
 
     def _exposure(self) -> np.ndarray:
@@ -229,7 +254,8 @@ class Recommender:
                 fetch = max(p.k * (POOL_PER_SLOT if p.diversity > 0 else 1) for p in (plans[i] for i in members)) + (
                     _EXPLORATION_POOL if explore else 0
                 )
-                proposals = serving.propose(queries, fetch, exclude, available, allowed)
+                conversion = [OBJECTIVES[plans[i].objective] for i in members]
+                proposals = serving.propose(queries, fetch, exclude, available, allowed, conversion)
                 for p, i in zip(proposals, members, strict=True):
                     results[i] = self._assemble(plans[i], serving, p.items, p.scores, _model_only, exposure, explore)
         return results  # type: ignore[return-value]
@@ -326,6 +352,7 @@ class Recommender:
             source="model",
             model_version=serving.version,
             sequence_length=min(len(plan.rows), serving.max_len),
+            objective=plan.objective,
             items=[
                 RecommendedItem(
                     item_id=self.catalog.external_id(int(i)),

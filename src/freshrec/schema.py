@@ -221,6 +221,11 @@ class RecommendationList(BaseModel):
     )
     model_version: str | None
     sequence_length: int = Field(description="Sequence entries the model read.")
+    objective: Literal["engagement", "conversion", "blend"] | None = Field(
+        None,
+        description="What the model ranked for: the requested objective, or 'engagement' when the model has not "
+        "learned conversions; null for trending and onboarding lists.",
+    )
     items: list[RecommendedItem]
 
 

@@ -20,9 +20,15 @@ from freshrec.index.base import build_index
 from freshrec.model.data import pad_histories
 from freshrec.model.registry import LoadedModel
 from freshrec.model.rowmap import RowMap
+from freshrec.model.sasrec import OBJECTIVES
 from freshrec.sequence import EventTypes
 
 log = logging.getLogger(__name__)
+
+#: Items the index proposes per user before the conversion head re-scores them, for a request that ranks for
+#: conversion or a blend: the head moves an item's score by a few logits at most, so the items it lifts into
+#: a top k are among the best couple of hundred by the dot product.
+OBJECTIVE_POOL = 200
 
 #: Seconds a content mapping is reused for versions fine-tuned from the one it was fitted for (a
 #: micro-batch barely moves the item table's broad shape, which is all the mapping reads).
@@ -85,6 +91,7 @@ class ServingModel:
         self.unit = torch.nn.functional.normalize(vectors, dim=1)
         self.unit_np = self.unit.numpy()  # numpy is cheaper than torch for the tiny products in reasons
         self._allowed: tuple[int, torch.Tensor] | None = None
+        self._conversion_bias: np.ndarray | None = None
         # Rows that never saw a training interaction: never served from the row itself (it only learned
         # to lose), scored from content instead when the item has some.
         untrained = loaded.meta.get("untrained_items") or []
@@ -214,13 +221,20 @@ class ServingModel:
         exclude: Sequence[np.ndarray],
         available: np.ndarray,
         allowed: torch.Tensor,
+        conversion: Sequence[float] | None = None,
     ) -> list[Proposal]:
         """The model's own top ``k`` per user vector ([B, D]), best first: learned rows through the index,
         items without a learned row through their content-mapped rows (:attr:`cold`). ``exclude[b]``:
         catalogue indices never to propose; ``available``: [N + 1] the catalogue's availability mask;
-        ``allowed``: :meth:`allowed` for it."""
+        ``allowed``: :meth:`allowed` for it. ``conversion[b]``: the weight of the conversion objective for
+        user ``b`` (:data:`~freshrec.model.sasrec.OBJECTIVES`); where it is not 0 the best
+        :data:`OBJECTIVE_POOL` items by the dot product are re-scored with the conversion head's item scores
+        (cold items with the average item's)."""
+        weights = np.zeros(len(users)) if conversion is None else np.asarray(conversion, dtype=np.float64)
+        bias = self.conversion_bias if weights.any() else None
+        fetch = max(k, OBJECTIVE_POOL) if bias is not None else k
         rows = [self.rows(np.asarray(e, dtype=np.int64)) for e in exclude]
-        ids, scores = self.index.topk(users, k, exclude=rows, allowed=allowed)
+        ids, scores = self.index.topk(users, fetch, exclude=rows, allowed=allowed)
         cold = self.cold
         cold_scores = None
         if len(cold):
@@ -230,18 +244,31 @@ class ServingModel:
         out = []
         for b in range(len(users)):
             keep = np.isfinite(scores[b])
-            cat, sc = self.catalog_of_row[ids[b][keep]], scores[b][keep]
+            found, sc = ids[b][keep], scores[b][keep].astype(np.float64)
+            shift = 0.0
+            if bias is not None and weights[b]:
+                sc = sc + weights[b] * bias[found]
+                shift = weights[b] * float(bias[1:].mean()) if len(bias) > 1 else 0.0
+            cat = self.catalog_of_row[found]
             if cold_scores is not None:
                 cs = cold_scores[b].copy()
                 if len(exclude[b]):
                     cs[np.isin(cold.catalog_idx, exclude[b])] = -np.inf
                 top = np.argsort(-cs, kind="stable")[:k]
                 top = top[np.isfinite(cs[top])]
-                cat, sc = np.concatenate([cat, cold.catalog_idx[top]]), np.concatenate([sc, cs[top]])
-                order = np.argsort(-sc, kind="stable")[:k]
-                cat, sc = cat[order], sc[order]
-            out.append(Proposal(cat.astype(np.int64), sc.astype(np.float64)))
+                cat, sc = np.concatenate([cat, cold.catalog_idx[top]]), np.concatenate([sc, cs[top] + shift])
+            order = np.argsort(-sc, kind="stable")[:k]
+            out.append(Proposal(cat[order].astype(np.int64), sc[order].astype(np.float64)))
         return out
+
+    @property
+    def conversion_bias(self) -> np.ndarray | None:
+        """[Nm + 1] the conversion head's score of each model row (None without the head)."""
+        if self.model.conversion is None:
+            return None
+        if self._conversion_bias is None:
+            self._conversion_bias = self.model.conversion.weight.detach().float()[:, 0].numpy().astype(np.float64)
+        return self._conversion_bias
 
     def score(self, users: torch.Tensor, items: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per user vector, the model's score of each of ``items[b]`` (catalogue indices): through its learned
@@ -284,6 +311,11 @@ class ServingModel:
         """[C, D] L2-normalised scoring rows (:meth:`vectors_of`), zeros for items with none: what reasons compare."""
         unit = torch.nn.functional.normalize(torch.nan_to_num(self.vectors_of(catalog_idx)), dim=1)
         return unit.numpy()
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """What this version can rank for: every objective with a conversion head, else engagement only."""
+        return tuple(OBJECTIVES) if self.model.conversion is not None else ("engagement",)
 
     def encode(self, rows: list[np.ndarray], type_codes: list[np.ndarray]) -> torch.Tensor:
         """User vectors from sequences of model rows (newest last), in one forward pass: -> [B, D]."""

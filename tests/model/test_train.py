@@ -4,6 +4,7 @@ import torch
 
 from freshrec.config import TrainSettings
 from freshrec.model.data import SequenceData, leave_one_out
+from freshrec.model.evaluate import model_scorer
 from freshrec.model.sasrec import SASRec, SASRecConfig
 from freshrec.model.train import Trainer, make_optimizer
 
@@ -141,3 +142,36 @@ def test_compile_auto_leaves_fp32_cpu_training_eager(mode: str, expected: bool) 
         patch.setattr("freshrec.model.train.COMPILE_MIN_POSITIONS", 0)
         trainer.prepare(data.items, data.types)
     assert trainer.compiled is expected and trainer.loss.fused is expected
+
+
+def test_the_conversion_head_learns_what_is_bought_not_only_what_comes_next() -> None:
+    """After item 1 users view item 2 three times as often as item 3, but only item 3 is ever bought: the
+    next interaction is 2, the next conversion is 3, and the blend sits between them."""
+    view, purchase = 1, 2
+    rng = np.random.default_rng(0)
+    items, types = [], []
+    for _ in range(200):
+        seq, kinds = [], []
+        for _ in range(3):
+            nxt, kind = (2, view) if rng.random() < 0.75 else (3, purchase)
+            seq += [int(rng.integers(4, 10)), 1, nxt]
+            kinds += [view, view, kind]
+        items.append(np.array([*seq, 4, 5]))  # two more entries: the holdout leaves every pattern in training
+        types.append(np.array([*kinds, view, view]))
+    data = SequenceData([str(u) for u in range(200)], items, types, num_items=10)
+    split = leave_one_out(data)
+    torch.manual_seed(0)
+    config = SASRecConfig(
+        num_items=10, dim=16, heads=1, layers=1, max_len=8, dropout=0.0, num_types=2, conversion_types=(purchase,)
+    )
+    model = SASRec(config)
+    settings = TrainSettings(
+        epochs=40, patience=40, lr=1e-2, batch_size=32, device="cpu", compile="off", precision="fp32"
+    )
+    Trainer(model, settings, progress=False).fit(split.train_items, split.train_types, split.valid)
+    history, kinds = [np.array([5, 1])], [np.array([view, view])]
+    scores = {w: model_scorer(model, conversion=w)(history, kinds)[0] for w in (0.0, 0.5, 1.0)}
+    assert scores[0.0][2] > scores[0.0][3]  # engagement: the usual next view
+    assert scores[1.0][3] > scores[1.0][2]  # conversion: the item that is bought
+    gap = {w: float(s[3] - s[2]) for w, s in scores.items()}
+    assert gap[0.0] < gap[0.5] < gap[1.0]

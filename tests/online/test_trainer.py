@@ -76,6 +76,25 @@ def test_growth_keeps_existing_rows_and_optimizer_state() -> None:
     opt.step()  # training continues on the grown table
 
 
+def test_growth_extends_the_conversion_head_with_the_average_item() -> None:
+    model = SASRec(SASRecConfig(num_items=3, dim=8, heads=1, layers=1, max_len=4, conversion_types=(2,)))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    with torch.no_grad():
+        model.conversion.weight[1:, 0] = torch.tensor([1.0, 2.0, 3.0])
+    (model.item_emb.weight.sum() + model.conversion.weight.sum()).backward()
+    opt.step()
+    before = model.conversion.weight.detach().clone()
+    grow(model, opt, torch.ones(2, 8))
+    assert model.conversion.weight.shape == (6, 1) and model.config.num_items == 5
+    assert torch.equal(model.conversion.weight[:4], before)
+    assert torch.allclose(model.conversion.weight[4:, 0], before[1:, 0].mean())
+    params = [p for g in opt.param_groups for p in g["params"]]
+    assert any(p is model.conversion.weight for p in params)
+    assert opt.state[model.conversion.weight]["exp_avg"].shape == (6, 1)
+    (model.item_emb.weight.sum() + model.conversion.weight.sum()).backward()
+    opt.step()
+
+
 def test_new_rows_score_like_the_median_item_on_average_but_high_where_chosen() -> None:
     torch.manual_seed(0)
     model = SASRec(SASRecConfig(num_items=40, dim=8, heads=1, layers=1, max_len=4))

@@ -98,6 +98,15 @@ def test_k_out_of_range(client: TestClient, k: str) -> None:
     assert "k" in r.text
 
 
+def test_objective_over_http(client: TestClient, trained: TrainedStore) -> None:
+    user = trained.shop.events[-1].user_id
+    body = client.get(f"/v1/users/{user}/recommendations", params={"objective": "conversion"}).json()
+    assert body["objective"] == "conversion" and body["source"] == "model"
+    r = client.get(f"/v1/users/{user}/recommendations", params={"objective": "revenue"})
+    assert r.status_code == 422 and "objective" in r.json()["detail"]
+    assert client.get("/v1/users/nobody/recommendations").json()["objective"] is None  # trending
+
+
 def test_over_long_user_id_in_path(client: TestClient) -> None:
     r = client.get(f"/v1/users/{'u' * 300}/recommendations")
     assert r.status_code == 422 and "max_id_length" in r.json()["detail"]

@@ -14,6 +14,9 @@ How it is built (all seeded):
 * **Sessions** are views that follow the browsing chain (sometimes jumping to a popular item or to the
   complement), then often a click on the last item viewed, then sometimes cart and purchase. Sessions
   are hours to days apart; events within a session are seconds apart.
+* **Purchases depend on the item**: a carted item is bought with its own probability (0.7 on average,
+  from near 0 to near 1), higher for cheaper items but not only. So what shoppers browse next and what
+  they end up buying differ, as in real shops where some products are looked at far more than bought.
 * **New arrivals and product life cycles**: a share of items launches part-way through the period and is
   never seen before; every item is most popular right after its launch (``novelty`` times its base
   popularity, decaying with a ``novelty_days`` time constant), so what sells drifts over time in ways a
@@ -118,6 +121,7 @@ class SyntheticShop:
     events: list[EventIn]
     category_of: dict[str, str] = field(default_factory=dict)
     launch_ts: dict[str, float] = field(default_factory=dict)
+    purchase_probability: dict[str, float] = field(default_factory=dict)  # bought once carted
     successors: dict[str, list[str]] = field(default_factory=dict)  # the browsing chain
     start_ts: float = 0.0
     end_ts: float = 0.0
@@ -201,6 +205,15 @@ def _item_content(i: int, c_name: str, rng: np.random.Generator) -> tuple[str, s
     return title, text, float(np.round(rng.lognormal(3.5, 0.8), 2))
 
 
+def _purchase_probability(prices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """[I] each item's probability of being bought once carted: Beta(1.4, 0.6) draws (mean 0.7, most near
+    0 or 1) handed out by a noisy price rank, cheapest most likely."""
+    appeal = -np.log(prices) + rng.normal(0.0, 0.7, len(prices))
+    out = np.empty(len(prices))
+    out[np.argsort(-appeal)] = np.sort(rng.beta(1.4, 0.6, len(prices)))[::-1]
+    return out
+
+
 def generate_shop(
     n_users: int = 1000,
     n_items: int = 500,
@@ -232,9 +245,10 @@ def generate_shop(
     cat.novelty, cat.novelty_seconds = novelty, novelty_days * 86400.0
     names = list(_CATEGORIES)[:n_categories]
     item_ids = [f"sku-{i:05d}" for i in range(n_items)]
-    items = []
+    items, prices = [], np.zeros(n_items)
     for i in range(n_items):
-        title, text, price = _item_content(i, names[cat.category[i]], rng)
+        title, text, prices[i] = _item_content(i, names[cat.category[i]], rng)
+        price = float(prices[i])
         items.append(
             ItemIn(
                 item_id=item_ids[i],
@@ -244,6 +258,8 @@ def generate_shop(
                 attributes={"price": price},
             )
         )
+    # its own generator: the sessions draw the same numbers as they would without item-level purchases
+    buys = _purchase_probability(prices, np.random.default_rng([seed, 1]))
     raw: list[tuple[float, str, int, str]] = []
     for u in range(n_users):
         user_id = f"user-{u:05d}"
@@ -269,7 +285,7 @@ def generate_shop(
                 if rng.random() < 0.4:
                     raw.append((t, user_id, last, "cart"))
                     t += float(rng.uniform(5, 60))
-                    if rng.random() < 0.7:
+                    if rng.random() < buys[last]:
                         raw.append((t, user_id, last, "purchase"))
             if rng.random() < drift:  # interest drifts toward another category
                 shift = np.zeros(n_categories)
@@ -285,6 +301,7 @@ def generate_shop(
         events=events,
         category_of={item_ids[i]: names[cat.category[i]] for i in range(n_items)},
         launch_ts={item_ids[i]: float(cat.launch[i]) for i in range(n_items)},
+        purchase_probability={item_ids[i]: float(buys[i]) for i in range(n_items)},
         successors={
             item_ids[i]: [
                 item_ids[int(cat.members[cat.category[i]][(cat.position[i] + d) % len(cat.members[cat.category[i]])])]

@@ -87,6 +87,7 @@ class EvalSet:
     items: list[np.ndarray]  # per user: history [S]
     types: list[np.ndarray]
     targets: np.ndarray  # [U] catalogue index of the held-out item
+    target_types: np.ndarray | None = None  # [U] event-type code of the held-out entry, when known
 
     def __len__(self) -> int:
         return len(self.users)
@@ -101,12 +102,22 @@ class EvalSet:
         """
         if len(self) <= n:
             return self
-        keep = np.sort(rng.choice(len(self), size=n, replace=False))
+        return self.subset(np.sort(rng.choice(len(self), size=n, replace=False)))
+
+    def subset(self, keep: np.ndarray) -> EvalSet:
+        """The queries at positions ``keep`` (indices, or a boolean mask), in that order.
+
+        >>> data = EvalSet(list("ab"), [np.array([1])] * 2, [np.array([1])] * 2, np.array([2, 3]), np.array([1, 4]))
+        >>> data.subset(data.target_types == 4).targets.tolist()
+        [3]
+        """
+        keep = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep, dtype=np.int64)
         return EvalSet(
             [self.users[i] for i in keep],
             [self.items[i] for i in keep],
             [self.types[i] for i in keep],
             self.targets[keep],
+            None if self.target_types is None else self.target_types[keep],
         )
 
     def remap(self, rows: Callable[[np.ndarray], np.ndarray], type_map: np.ndarray | None = None) -> EvalSet:
@@ -123,6 +134,7 @@ class EvalSet:
             [m[k] for m, k in zip(mapped, keep, strict=True)],
             [t[k] for t, k in zip(types, keep, strict=True)],
             rows(self.targets),
+            self.target_types if self.target_types is None or type_map is None else type_map[self.target_types],
         )
 
 
@@ -155,8 +167,8 @@ def leave_one_out(data: SequenceData, holdout: str = "test") -> Split:
         raise ValueError(f"holdout must be 'test' or 'valid', got {holdout!r}")
     held = 2 if holdout == "test" else 1
     train_items, train_types, train_users = [], [], []
-    v_users, v_items, v_types, v_targets = [], [], [], []
-    t_users, t_items, t_types, t_targets = [], [], [], []
+    v_users, v_items, v_types, v_targets, v_kinds = [], [], [], [], []
+    t_users, t_items, t_types, t_targets, t_kinds = [], [], [], [], []
     for user, items, types in zip(data.users, data.items, data.types, strict=True):
         n = len(items)
         if n < held + 1:
@@ -171,26 +183,37 @@ def leave_one_out(data: SequenceData, holdout: str = "test") -> Split:
         v_items.append(items[: n - held])
         v_types.append(types[: n - held])
         v_targets.append(items[n - held])
+        v_kinds.append(types[n - held])
         if holdout == "test":
             t_users.append(user)
             t_items.append(items[: n - 1])
             t_types.append(types[: n - 1])
             t_targets.append(items[n - 1])
-    valid = EvalSet(v_users, v_items, v_types, np.asarray(v_targets, dtype=np.int64))
-    test = EvalSet(t_users, t_items, t_types, np.asarray(t_targets, dtype=np.int64)) if holdout == "test" else None
+            t_kinds.append(types[n - 1])
+
+    def as_array(values: list) -> np.ndarray:
+        return np.asarray(values, dtype=np.int64)
+
+    valid = EvalSet(v_users, v_items, v_types, as_array(v_targets), as_array(v_kinds))
+    test = EvalSet(t_users, t_items, t_types, as_array(t_targets), as_array(t_kinds)) if holdout == "test" else None
     return Split(train_items, train_types, valid, test, holdout, train_users)
 
 
 @dataclass
 class Batch:
-    """One training batch. ``items``/``types``/``targets``: [B, L] int64, right-padded with 0."""
+    """One training batch. ``items``/``types``/``targets``: [B, L] int64, right-padded with 0;
+    ``target_types``: [B, L] the event-type code of each target (what the conversion objective selects by),
+    ``None`` when unknown."""
 
     items: torch.Tensor
     types: torch.Tensor
     targets: torch.Tensor
+    target_types: torch.Tensor | None = None
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(*(t.to(device, non_blocking=True) for t in (self.items, self.types, self.targets)))
+        moved = [t.to(device, non_blocking=True) for t in (self.items, self.types, self.targets)]
+        kinds = None if self.target_types is None else self.target_types.to(device, non_blocking=True)
+        return Batch(*moved, kinds)
 
     @property
     def positions(self) -> int:
@@ -245,11 +268,13 @@ class TrainingBatches:
         self.inputs = np.zeros((n, max_len), dtype=np.int64)
         self.input_types = np.zeros((n, max_len), dtype=np.int64)
         self.targets = np.zeros((n, max_len), dtype=np.int64)
+        self.target_types = np.zeros((n, max_len), dtype=np.int64)
         for row, (i, start, end, scored) in enumerate(spans):
             s, t, ln = items[i], types[i], end - start
             self.inputs[row, :ln] = s[start - 1 : end - 1]
             self.input_types[row, :ln] = t[start - 1 : end - 1]
             self.targets[row, scored - start : ln] = s[scored:end]
+            self.target_types[row, scored - start : ln] = t[scored:end]
         self.batch_size = batch_size
 
     def __len__(self) -> int:
@@ -270,6 +295,7 @@ class TrainingBatches:
                 torch.from_numpy(self.inputs[rows, :width]),
                 torch.from_numpy(self.input_types[rows, :width]),
                 torch.from_numpy(self.targets[rows, :width]),
+                torch.from_numpy(self.target_types[rows, :width]),
             )
 
 

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from freshrec.device import autocast
 from freshrec.metrics import DEFAULT_KS, summarize
 from freshrec.model.data import EvalSet, Split, pad_histories
-from freshrec.model.sasrec import SASRec
+from freshrec.model.sasrec import OBJECTIVES, SASRec
 
 PROTOCOL = "offline leave-one-out, full ranking"
 
@@ -133,8 +133,11 @@ def target_ranks(
     return ranks
 
 
-def model_scorer(model: SASRec, device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None) -> Scorer:
-    """Full-catalogue scores from the model's last position: [B, N + 1]."""
+def model_scorer(
+    model: SASRec, device: torch.device | str = "cpu", amp_dtype: torch.dtype | None = None, conversion: float = 0.0
+) -> Scorer:
+    """Full-catalogue scores from the model's last position: [B, N + 1], for the objective with weight
+    ``conversion`` on the conversion head (:data:`~freshrec.model.sasrec.OBJECTIVES`)."""
 
     dev = torch.device(device)
 
@@ -145,7 +148,9 @@ def model_scorer(model: SASRec, device: torch.device | str = "cpu", amp_dtype: t
         try:
             with torch.inference_mode(), autocast(dev, amp_dtype):
                 users = model.encode(x.to(dev), lengths.to(dev), t.to(dev))
-                return users.float() @ model.item_emb.weight.float().T
+                scores = users.float() @ model.item_emb.weight.float().T
+                bias = model.item_bias(conversion)
+                return scores if bias is None else scores + bias.float()
         finally:
             model.train(was_training)
 
@@ -172,10 +177,12 @@ def evaluate_split(
     amp: torch.dtype | None = None,
     ks: Iterable[int] = DEFAULT_KS,
     progress: bool = False,
+    conversion_types: Iterable[int] | None = None,
 ) -> dict[str, Any]:
     """The offline protocol on a split: the model's metrics (seen items filtered, and unfiltered) and
     popularity's (counted over the split's training sequences), on the test set (the validation set when
-    the split has none). Item indices must be the model's rows.
+    the split has none), and per objective on conversion and other targets (:func:`objective_metrics`; the
+    conversion type codes default to the model's own). Item indices must be the model's rows.
 
     >>> import numpy as np
     >>> from freshrec.model.data import SequenceData, leave_one_out
@@ -189,10 +196,54 @@ def evaluate_split(
     scorer = model_scorer(model.to(device), device, amp)
     shape = {"max_tokens": batch_tokens(device), "max_len": model.config.max_len}
     popularity = popularity_scorer(split.train_items, model.num_items)
-    return {
+    result = {
         "protocol": PROTOCOL,
         "evaluated_on": "test (last item)" if split.test is not None else "validation (last item)",
         "model": evaluate_scorer(scorer, target, ks, progress=progress, **shape),
         "popularity": evaluate_scorer(popularity, target, ks, **shape),
         "model_unfiltered": evaluate_scorer(scorer, target, ks, filter_seen=False, **shape),
+    }
+    codes = model.config.conversion_types if conversion_types is None else conversion_types
+    objectives = objective_metrics(model, target, codes, device, amp, ks)
+    if objectives:
+        result["objectives"] = objectives
+    return result
+
+
+def objective_metrics(
+    model: SASRec,
+    data: EvalSet,
+    conversion_types: Iterable[int],
+    device: torch.device | str = "cpu",
+    amp: torch.dtype | None = None,
+    ks: Iterable[int] = DEFAULT_KS,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per objective the model serves (:data:`~freshrec.model.sasrec.OBJECTIVES`; only ``engagement``
+    without a conversion head), the protocol's metrics on the queries whose held-out entry is a conversion
+    (an event of one of ``conversion_types``: ``"conversions"``) and on the others (``"others"``). Empty when
+    ``data`` has no target types or no conversion target.
+
+    >>> from freshrec.model.sasrec import SASRecConfig
+    >>> model = SASRec(SASRecConfig(num_items=4, dim=8, heads=1, layers=1, max_len=8, conversion_types=(2,)))
+    >>> data = EvalSet(["u", "v"], [np.array([1, 2])] * 2, [np.array([1, 1])] * 2, np.array([3, 4]), np.array([2, 1]))
+    >>> result = objective_metrics(model, data, [2])
+    >>> sorted(result), result["conversion"]["conversions"]["n"], result["conversion"]["others"]["n"]
+    (['blend', 'conversion', 'engagement'], 1, 1)
+    """
+    codes = list(conversion_types)
+    if data.target_types is None or not codes:
+        return {}
+    is_conversion = np.isin(data.target_types, codes)
+    if not is_conversion.any():
+        return {}
+    parts = {"conversions": data.subset(is_conversion), "others": data.subset(~is_conversion)}
+    shape = {"max_tokens": batch_tokens(device), "max_len": model.config.max_len}
+    served = OBJECTIVES if model.conversion is not None else {"engagement": 0.0}
+    return {
+        name: {
+            part: evaluate_scorer(model_scorer(model, device, amp, weight), queries, ks, **shape)
+            for part, queries in parts.items()
+            if len(queries)
+        }
+        for name, weight in served.items()
     }

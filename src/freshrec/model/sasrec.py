@@ -23,18 +23,32 @@ How this implementation deviates from the paper, and why:
   step), for no measured gain in quality; dropout stays on embeddings, attention output and feed-forward.
 * **Tied output embeddings:** the score of item ``i`` is the dot product of the last hidden state with
   the item's input embedding, so ``item_vectors()`` is both the input table and the retrieval index.
+* **A conversion head** (multi-task, when the training data has conversion events such as purchases): one
+  learned score per item, added to the next-item logits, so that ``softmax(h . e_i + b_i)`` is the next
+  *conversion* where ``softmax(h . e_i)`` is the next interaction. By Bayes' rule ``b_i`` is then the log
+  of how often an interaction with item ``i`` converts (up to a constant). It learns from the conversion
+  targets only, with the hidden state and item table held fixed (no gradient into them), so the
+  engagement objective is trained as without it: conversions are a few percent of the targets, too few
+  for a per-user head to learn from without pulling the shared table away from next interactions. Any
+  blend of the two objectives' log-probabilities is the dot product plus ``weight * b_i``
+  (:meth:`SASRec.item_bias`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 PAD = 0
+
+#: What a request can rank for, as the weight :meth:`SASRec.item_bias` puts on the conversion head:
+#: ``engagement`` the next interaction, ``conversion`` the next conversion (purchase), ``blend`` both
+#: objectives' log-probabilities with equal weight.
+OBJECTIVES: dict[str, float] = {"engagement": 0.0, "blend": 0.5, "conversion": 1.0}
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,8 @@ class SASRecConfig:
         Feed-forward hidden size as a multiple of ``dim``.
     num_types
         Number of distinct event types the type embedding knows (0 turns it off).
+    conversion_types
+        Event-type codes whose entries are conversions (purchases): non-empty adds the conversion head.
     """
 
     num_items: int
@@ -67,9 +83,12 @@ class SASRecConfig:
     max_len: int = 200
     ffn_mult: int = 4
     num_types: int = 0
+    conversion_types: tuple[int, ...] = ()
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        raw = asdict(self)
+        raw["conversion_types"] = list(self.conversion_types)
+        return raw
 
     @classmethod
     def from_dict(cls, raw: dict) -> SASRecConfig:
@@ -83,6 +102,7 @@ class SASRecConfig:
         raw.pop("attention_dropout", None)
         if raw.pop("towers", 1) != 1:
             raise ValueError("this version has several towers, an architecture this freshrec does not support")
+        raw["conversion_types"] = tuple(int(c) for c in raw.get("conversion_types", ()))
         return cls(**raw)
 
 
@@ -199,6 +219,7 @@ class SASRec(nn.Module):
             Block(config.dim, config.heads, config.dropout, config.ffn_mult) for _ in range(config.layers)
         )
         self.final_norm = nn.LayerNorm(config.dim)
+        self.conversion = nn.Embedding(config.num_items + 1, 1, padding_idx=PAD) if config.conversion_types else None
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -208,6 +229,8 @@ class SASRec(nn.Module):
             nn.init.normal_(self.type_emb.weight, std=0.02)
         with torch.no_grad():
             self.item_emb.weight[PAD].zero_()
+            if self.conversion is not None:  # starts as the engagement head: nothing to unlearn
+                self.conversion.weight.zero_()
 
     @property
     def num_items(self) -> int:
@@ -254,6 +277,19 @@ class SASRec(nn.Module):
         newest = torch.arange(items.shape[0], device=items.device) * items.shape[1] + (lengths - 1)
         return self.forward(items, types, positions=newest)
 
+    def item_bias(self, conversion: float = 0.0) -> torch.Tensor | None:
+        """[N + 1] what ranking for an objective adds to each item's dot-product score: ``conversion`` times
+        the conversion head's per-item scores (0: engagement, 1: the next conversion, between: a blend of
+        the two log-probabilities); ``None`` for engagement or a model without the head.
+
+        >>> model = SASRec(SASRecConfig(num_items=3, dim=4, heads=1, layers=1, max_len=4, conversion_types=(2,)))
+        >>> model.item_bias(1.0).tolist(), model.item_bias(0.0)
+        ([0.0, 0.0, 0.0, 0.0], None)
+        """
+        if self.conversion is None or conversion == 0.0:
+            return None
+        return conversion * self.conversion.weight[:, 0]
+
     def item_vectors(self) -> torch.Tensor:
         """Item table without the padding row: [N, D]; row ``i`` is item index ``i + 1``."""
         return self.item_emb.weight[1:]
@@ -272,4 +308,12 @@ class SASRec(nn.Module):
             grown.weight[: old.shape[0]] = old
             grown.weight[old.shape[0] :] = new_rows.to(old)
         self.item_emb = grown
-        self.config = SASRecConfig(**{**self.config.to_dict(), "num_items": grown.num_embeddings - 1})
+        if self.conversion is not None:
+            bias = self.conversion.weight.data
+            longer = nn.Embedding(grown.num_embeddings, 1, padding_idx=PAD).to(device=bias.device, dtype=bias.dtype)
+            with torch.no_grad():
+                longer.weight[: bias.shape[0]] = bias
+                # a new item converts like the average item until its own conversions say otherwise
+                longer.weight[bias.shape[0] :] = bias[1:].mean() if bias.shape[0] > 1 else 0.0
+            self.conversion = longer
+        self.config = replace(self.config, num_items=grown.num_embeddings - 1)

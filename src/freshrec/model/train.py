@@ -37,8 +37,13 @@ COMPILE_MIN_POSITIONS = 200_000
 #: Users scored per call while validating.
 EVAL_BATCH_USERS = 512
 
-#: (model, loss, items [B, L], types [B, L], targets [M], flat positions [M]) -> scalar loss
-ForwardLoss = Callable[[SASRec, NextItemLoss, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+#: (model, loss, items [B, L], types [B, L], targets [M], flat positions [M], conversion rows [C] or None)
+#: -> scalar loss
+ForwardLoss = Callable[
+    [SASRec, NextItemLoss, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None],
+    torch.Tensor,
+]
 
 
 def forward_loss(
@@ -48,11 +53,39 @@ def forward_loss(
     types: torch.Tensor,
     targets: torch.Tensor,
     positions: torch.Tensor,
+    conversions: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Loss at the given flat positions only. ``positions``/``targets``: [M] (computed outside so a
-    compiled graph has no data-dependent shapes)."""
+    """Loss at the given flat positions only. ``positions``/``targets``: [M]; ``conversions``: [C] indices
+    into them of the targets that are conversions, which the conversion head also learns (all computed
+    outside so a compiled graph has no data-dependent shapes)."""
     picked = model(items, types, positions=positions)  # [M, D]
-    return loss(picked, model.item_emb.weight, targets, (items, positions))
+    value = loss(picked, model.item_emb.weight, targets, (items, positions))
+    if conversions is not None and model.conversion is not None:
+        # The conversion head's logits are the next-item logits plus a per-item score: the dot product
+        # with a column of ones appended to the (detached) hidden states and the head appended to the
+        # (detached) table, so the chunked softmax serves it and only the head learns from it.
+        hidden = picked.detach().index_select(0, conversions)
+        hidden = torch.cat([hidden, torch.ones_like(hidden[:, :1])], dim=1)
+        table = torch.cat([model.item_emb.weight.detach(), model.conversion.weight], dim=1)
+        seen = (items, positions.index_select(0, conversions))
+        value = value + loss(hidden, table, targets.index_select(0, conversions), seen)
+    return value
+
+
+def conversion_rows(model: SASRec, target_types: torch.Tensor | None) -> torch.Tensor | None:
+    """[C] indices of the targets (``target_types``: [M], their event-type codes) the conversion head learns
+    from; ``None`` when there are none or the model has no conversion head.
+
+    >>> from freshrec.model.sasrec import SASRecConfig
+    >>> model = SASRec(SASRecConfig(num_items=5, dim=4, heads=1, layers=1, max_len=4, conversion_types=(4,)))
+    >>> conversion_rows(model, torch.tensor([1, 4, 2, 4])).tolist()
+    [1, 3]
+    """
+    codes = model.config.conversion_types
+    if model.conversion is None or target_types is None or not codes:
+        return None
+    found = torch.isin(target_types, torch.tensor(codes, device=target_types.device)).nonzero().squeeze(1)
+    return found if len(found) else None
 
 
 def train_step(
@@ -83,8 +116,12 @@ def train_step(
         part = part.to(device)
         flat_targets = part.targets.reshape(-1)
         positions = flat_targets.nonzero().squeeze(1)
+        kinds = None if part.target_types is None else part.target_types.reshape(-1).index_select(0, positions)
+        conversions = conversion_rows(model, kinds)
         with autocast(device, amp):
-            value = step_fn(model, loss, part.items, part.types, flat_targets.index_select(0, positions), positions)
+            value = step_fn(
+                model, loss, part.items, part.types, flat_targets.index_select(0, positions), positions, conversions
+            )
         share = count / total
         (value * share).backward()
         value_sum += float(value.detach()) * share

@@ -52,7 +52,7 @@ def micro_batch(
     >>> part.items.tolist(), part.targets.tolist()   # one entry of context, then the two new entries
     ([[2, 3, 4]], [[0, 4, 5]])
     """
-    rows_x, rows_t, rows_y = [], [], []
+    rows_x, rows_t, rows_y, rows_k = [], [], [], []
     for user, n_new in [*fresh.items(), *((u, None) for u in replay)]:
         seq = sequences.get(user)
         if seq is None:
@@ -70,28 +70,31 @@ def micro_batch(
         mapped, types = rows(items[end - window : end]), types[end - window : end]
         if len(mapped) < 2:
             continue
-        x, t, y = mapped[:-1], types[:-1], mapped[1:].copy()
+        x, t, y, kinds = mapped[:-1], types[:-1], mapped[1:].copy(), types[1:]
         y[: max(0, len(y) - n_new)] = 0  # only the new (or replayed) entries are targets
         y[x == 0] = 0
         rows_x.append(x)
         rows_t.append(t)
         rows_y.append(y)
+        rows_k.append(np.where(y > 0, kinds, 0))
     if not rows_x or not any((y > 0).any() for y in rows_y):
         return None
-    return pack_rows(rows_x, rows_t, rows_y)
+    return pack_rows(rows_x, rows_t, rows_y, rows_k)
 
 
 def pack_rows(
     rows_x: list[np.ndarray],
     rows_t: list[np.ndarray],
     rows_y: list[np.ndarray],
+    rows_k: list[np.ndarray] | None = None,
     quantiles: Sequence[float] = PACK_QUANTILES,
 ) -> list[Batch]:
     """Rows of different lengths -> batches of similar lengths, each right-padded to its own longest row.
 
     A user with a burst of new events makes a long row; padding every row to it wasted about half of
     each micro-batch's compute on the generated shop. Rows are sorted by length and cut at these length
-    quantiles (a handful of parts: each costs a forward/backward call).
+    quantiles (a handful of parts: each costs a forward/backward call). ``rows_k``: each target's event-type
+    code (the batches' ``target_types``).
 
     Example
     -------
@@ -107,9 +110,11 @@ def pack_rows(
     for lo, hi in itertools.pairwise(bounds):
         members = order[lo:hi]
         width = int(lengths[hi - 1])
-        out = [np.zeros((len(members), width), dtype=np.int64) for _ in range(3)]
+        out = [np.zeros((len(members), width), dtype=np.int64) for _ in range(4)]
         for r, m in enumerate(members):
             x, t, y = rows_x[m], rows_t[m], rows_y[m]
             out[0][r, : len(x)], out[1][r, : len(t)], out[2][r, : len(y)] = x, t, y
+            if rows_k is not None:
+                out[3][r, : len(y)] = rows_k[m]
         parts.append(Batch(*(torch.from_numpy(a) for a in out)))
     return parts

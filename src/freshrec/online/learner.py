@@ -134,22 +134,26 @@ class Learner:
 
 
 def grow(model: SASRec, optimizer: torch.optim.Optimizer | None, rows: torch.Tensor) -> None:
-    """Append ``rows`` to the item table and keep the optimizer pointing at (and tracking) it."""
-    old = model.item_emb.weight
+    """Append ``rows`` to the item table (and the conversion head, when the model has one) and keep the
+    optimizer pointing at (and tracking) the grown tables."""
+    old = [model.item_emb.weight, *([model.conversion.weight] if model.conversion is not None else [])]
     model.grow_items(rows)
-    new = model.item_emb.weight
+    new = [model.item_emb.weight, *([model.conversion.weight] if model.conversion is not None else [])]
     if optimizer is None:
         return
+    swap = {id(o): n for o, n in zip(old, new, strict=True)}
     for group in optimizer.param_groups:
-        group["params"] = [new if p is old else p for p in group["params"]]
-    state = optimizer.state.pop(old, None)
-    if state:
-        extra = rows.shape[0]
+        group["params"] = [swap.get(id(p), p) for p in group["params"]]
+    for before, after in zip(old, new, strict=True):
+        state = optimizer.state.pop(before, None)
+        if not state:
+            continue
+        extra = after.shape[0] - before.shape[0]
         for key in ("exp_avg", "exp_avg_sq"):
             if key in state:
                 pad = torch.zeros(extra, *state[key].shape[1:], dtype=state[key].dtype, device=state[key].device)
                 state[key] = torch.cat([state[key], pad])
-        optimizer.state[new] = state
+        optimizer.state[after] = state
 
 
 def reset_rows(

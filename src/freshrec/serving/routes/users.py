@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
@@ -42,10 +42,18 @@ async def recommendations(
             "default serving.diversity).",
         ),
     ] = None,
+    objective: Annotated[
+        Literal["engagement", "conversion", "blend"] | None,
+        Query(
+            description="Rank for the next interaction (engagement), the next conversion such as a purchase "
+            "(conversion) or both (blend); default serving.objective. A model that has not learned conversions "
+            "ranks for engagement (the response's `objective` says so).",
+        ),
+    ] = None,
 ) -> Response:
     check_id(user_id, "user_id", engine.settings.events.max_id_length)
     # async: the model work runs on the micro-batcher's thread, the event loop only waits for it
-    result = await engine.recommend_async(user_id, k, exclude_seen, diversity)
+    result = await engine.recommend_async(user_id, k, exclude_seen, diversity, objective)
     request.app.state.metrics.recommendations.labels(result.source).inc()
     # Serialised here, once: returning the model would make FastAPI validate it again against
     # response_model (which stays for the OpenAPI schema), a measurable share of the hot path.
