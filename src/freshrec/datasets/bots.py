@@ -49,9 +49,11 @@ def inject(
     bots_per_kind: int = 10,
     floods_per_kind: int = 10,
     seed: int = 0,
+    coordinated: bool = False,
 ) -> Injected:
     """Mix bots and floods into ``stream`` (time-ordered real events) after ``start_ts``; see the module
-    docstring. Floods hit real users with events after ``start_ts``.
+    docstring. Floods hit real users with events after ``start_ts``. ``coordinated``: every hammer bot
+    pushes the same item (a promotion attack) instead of one of its own.
 
     Example
     -------
@@ -66,12 +68,13 @@ def inject(
     end_ts = max(e.ts for e in stream)
     timed: list[EventRecord] = []
     kind_of: dict[str, str] = {}
+    shared = items[int(rng.integers(len(items)))]
     for kind in BOT_KINDS:
         count, (lo, hi) = _BOT_SHAPE[kind]
         for b in range(bots_per_kind):
             user = f"bot-{kind}-{b}"
             kind_of[user] = kind
-            target = items[int(rng.integers(len(items)))]
+            target = shared if coordinated else items[int(rng.integers(len(items)))]
             t = float(rng.uniform(start_ts, max(start_ts, end_ts - count * hi)))
             for k in range(count):
                 item = target if kind == "hammer" and k % 2 == 0 else items[int(rng.integers(len(items)))]
