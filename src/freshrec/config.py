@@ -315,6 +315,55 @@ class OnlineSettings(_Section):
     torch_threads: int = Field(1, ge=1, description="Intra-op threads of the trainer (leave cores for serving).")
 
 
+class QualitySettings(_Section):
+    """The data-quality guard: which users and events the online trainer keeps out of training.
+
+    Flagged users and dropped events stay in the event log and in live serving state; only the online
+    trainer's examples leave them out. Thresholds are in event time, so a replayed or late stream is judged
+    as it happened.
+    """
+
+    enabled: bool = Field(
+        True, description="Guard the online trainer's examples against bots, floods and unknown event types."
+    )
+    max_events_per_minute: int = Field(
+        20,
+        ge=1,
+        description="A user with more events than this within one minute is flagged as a burst (a person "
+        "browsing a shop makes a few).",
+    )
+    max_session_hours: float = Field(
+        4.0,
+        gt=0,
+        description="A user active this long without a 30-minute pause is flagged (an impossibly long session). "
+        "Raise it where long sittings are normal (rating a film collection, streaming music).",
+    )
+    max_item_repeats: int = Field(
+        20,
+        ge=2,
+        description="A user with more events than this on one item within an hour is flagged (one item hammered).",
+    )
+    max_lag_s: float = Field(
+        3600.0,
+        ge=0,
+        description="An event older than the user's newest event by more than this is kept out of training "
+        "(out of order); more than 20 such or duplicate events within an hour flag the user (a flood).",
+    )
+    drift_window_events: int = Field(
+        5000,
+        ge=100,
+        description="Events per window of the drift monitors (event-type mix against the first window, item "
+        "popularity against the previous one).",
+    )
+    drift_threshold: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="Jensen-Shannon divergence (base 2, 0..1) above which a window's type mix or item "
+        "popularity is reported as drifting.",
+    )
+
+
 class ContentSettings(_Section):
     """Item content and cold start: the encoder and exploration."""
 
@@ -352,6 +401,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     online: OnlineSettings = Field(default_factory=OnlineSettings)
     content: ContentSettings = Field(default_factory=ContentSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @field_validator("storage", mode="after")

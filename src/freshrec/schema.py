@@ -299,6 +299,50 @@ class ModelInfo(BaseModel):
     num_items: int = 0
 
 
+class FlaggedUser(BaseModel):
+    user_id: str
+    reason: Literal["burst", "long_session", "item_repeats", "flood"]
+    since_ts: float = Field(description="Event time (unix seconds) of the event that flagged the user.")
+    since_offset: int = Field(description="Log position of that event.")
+    detail: str
+    events_held: int = Field(description="The user's events kept out of training since, that one included.")
+
+
+class QualityReport(BaseModel):
+    """The data-quality guard's newest report, as the online trainer wrote it (``GET /v1/quality``)."""
+
+    enabled: bool = Field(description="quality.enabled of the trainer that wrote the report.")
+    updated_at: float | None = Field(None, description="Wall time (unix seconds) the report was written.")
+    events: dict[str, int] = Field(
+        default_factory=dict,
+        description="Events the guard judged (seen), by decision: admitted, quarantined (a flagged user's), "
+        "duplicate, out_of_order, unknown_type. Every event stays in the log and in live state.",
+    )
+    users: dict[str, int] = Field(default_factory=dict, description="Users seen and flagged.")
+    flagged_by_reason: dict[str, int] = Field(default_factory=dict)
+    flagged_users: list[FlaggedUser] = Field(
+        default_factory=list, description="Flagged users, newest first (at most ``limit``; ``reason`` filters)."
+    )
+    type_mix: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Event-type shares of the first window (reference) and the newest one, and their "
+        "Jensen-Shannon divergence per window (history: [window end ts, divergence]).",
+    )
+    item_popularity: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Jensen-Shannon divergence of item popularity between consecutive windows.",
+    )
+    model: dict[str, Any] = Field(
+        default_factory=dict,
+        description="The serving version's NDCG@10 on the gate's recent holdout: the first readings, the "
+        "newest ones and the relative change.",
+    )
+    drift_threshold: float | None = None
+    flags: dict[str, bool] = Field(
+        default_factory=dict, description="type_mix_drift, item_popularity_drift, model_drift (reported only)."
+    )
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     model_version: str | None

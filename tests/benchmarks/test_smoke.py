@@ -29,6 +29,7 @@ SCRIPTS = [
     ("startup.py", ["--quick"]),
     ("scale_out.py", ["--quick"]),
     ("objectives.py", ["--quick"]),
+    ("data_guard.py", ["--quick"]),
 ]
 
 

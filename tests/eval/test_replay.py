@@ -51,6 +51,18 @@ def test_score_then_learn_by_hand() -> None:
     assert result["windows"][1]["hr@3"] == 1.0
 
 
+def test_events_refused_by_scored_are_learned_but_neither_scored_nor_seen() -> None:
+    strategy = Fixed("fixed", ["a", "b"])
+    stream = [ev(1, "bot", "a", 1.0), ev(2, "u1", "a", 2.0), ev(3, "u1", "b", 3.0)]
+    bot_free = [o.ranks["fixed"] for o in prequential(stream[1:], [strategy], lambda e: None, 2, frozenset(), {})]
+    seen: dict[str, set[str]] = {}
+    outcomes = list(
+        prequential(stream, [strategy], lambda e: None, 2, frozenset(), seen, scored=lambda e: e.user_id != "bot")
+    )
+    assert [o.ranks["fixed"] for o in outcomes] == bot_free == [0, 1]
+    assert "bot" not in seen and strategy.learned == ["a", "b", "a", "a", "b"]
+
+
 def test_outcomes_split_by_new_and_known_items() -> None:
     strategy = Fixed("fixed", ["a", "n1", "b"])
     stream = [ev(1, "u1", "a", 1.0), ev(2, "u1", "n1", 2.0), ev(3, "u2", "n2", 3.0), ev(4, "u2", "b", 4.0)]

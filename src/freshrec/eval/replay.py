@@ -118,24 +118,28 @@ def prequential(
     seen: dict[str, set[str]],
     progress: bool = False,
     known_items: frozenset[str] | None = None,
+    scored: Callable[[EventRecord], bool] | None = None,
 ) -> Iterator[Outcome]:
     """Score-then-learn over ``stream``; yields one :class:`Outcome` per scored event.
 
     ``ingest`` is the system taking the event (durable append + live state); ``seen`` holds what each
     user had done before the stream starts and is updated as it goes. ``known_items``: the items with
     events before the stream (default: every item in ``seen``); outcomes on other items are ``new_item``.
+    ``scored``: events it refuses (e.g. injected bot traffic) are ingested and learned but neither scored
+    nor added to ``seen``, so streams with and without them are scored on the same events.
     """
     if known_items is None:
         known_items = frozenset(item for items in seen.values() for item in items)
     for event in tqdm(stream, desc="replaying", unit="ev", disable=not progress):
-        user_seen = seen.setdefault(event.user_id, set())
-        if event.type not in negative_types and event.item_id not in user_seen:
-            yield Outcome(
-                event.ts,
-                {s.name: rank_in(s.recommend(event.user_id, k), event.item_id, k) for s in strategies},
-                new_item=event.item_id not in known_items,
-            )
-        user_seen.add(event.item_id)
+        if scored is None or scored(event):
+            user_seen = seen.setdefault(event.user_id, set())
+            if event.type not in negative_types and event.item_id not in user_seen:
+                yield Outcome(
+                    event.ts,
+                    {s.name: rank_in(s.recommend(event.user_id, k), event.item_id, k) for s in strategies},
+                    new_item=event.item_id not in known_items,
+                )
+            user_seen.add(event.item_id)
         ingest(event)
         for s in strategies:
             s.learn(event)

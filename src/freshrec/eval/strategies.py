@@ -190,6 +190,8 @@ class OnlineLearning:
                 "mrr": paired_difference(reciprocal_ranks(after), reciprocal_ranks(self.before), users),
             },
             "micro_batch_every_events": self.every,
+            # what the data-quality guard kept out of training (None: quality.enabled is off)
+            "quality": self.trainer.guard.report() if self.trainer.guard is not None else None,
         }
 
 

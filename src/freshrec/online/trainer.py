@@ -5,8 +5,10 @@ One micro-batch, in order:
 1. read the events after the committed cursor, partition after partition (up to
    ``online.micro_batch_events``, twice as many while more than that are waiting: a trainer that has fallen
    behind takes fewer, larger steps until it has caught up);
-2. fold them into the trainer's user sequences (the one fold rule, :class:`~freshrec.sequence.Sequences`),
-   noting the history each event was chosen after;
+2. keep out of training what the data-quality guard does not admit (:class:`~freshrec.quality.guard.DataGuard`:
+   bots and abnormal users, duplicate and out-of-order floods, unknown event types; a user it flags is also
+   dropped from the sequences and the replay buffer), then fold the rest into the trainer's user sequences
+   (the one fold rule, :class:`~freshrec.sequence.Sequences`), noting the history each event was chosen after;
 3. grow the item table for items the model has never seen, and rebuild the rows of items it has a row for
    but never trained on (:class:`~freshrec.online.growth.TableGrowth`);
 4. if a publish is due, judge the working model against the current version on these events, which
@@ -17,7 +19,7 @@ One micro-batch, in order:
 6. while serving uses the ranker: record the requests serving would have answered for a sample of the
    batch's events, and refit, gate and publish the ranker when enough new ones arrived
    (:class:`~freshrec.online.ranking.OnlineRanker`);
-7. checkpoint weights + committed cursor atomically.
+7. checkpoint weights + committed cursor atomically, then write the guard's report (``quality.json``).
 
 A crash anywhere before 7 leaves the previous checkpoint, so the batch is trained again: at-least-once,
 never skipped. If the current version is changed from outside (rollback, a full retrain), the trainer
@@ -52,6 +54,8 @@ from freshrec.online.learner import History, Learner
 from freshrec.online.publisher import Publisher
 from freshrec.online.ranking import OnlineRanker
 from freshrec.position import advance, as_cursor, describe, ranges
+from freshrec.quality.guard import DataGuard
+from freshrec.quality.report import QUALITY_REPORT, write_report
 from freshrec.schema import EventRecord
 from freshrec.sequence import Sequences, UserSequence
 from freshrec.stores import Stores
@@ -83,6 +87,7 @@ class BatchReport:
     ranker_requests: int = 0  # requests recorded for the ranker (chosen item among the candidates)
     ranker_decision: GateDecision | None = None  # a refitted ranker's gate decision, when one was due
     ranker_seconds: float = 0.0  # of ``seconds``: recording requests, and fitting and judging a ranker
+    held_out: int = 0  # events the data-quality guard kept out of training
 
     @property
     def first_offset(self) -> int:
@@ -160,6 +165,8 @@ class OnlineTrainer:
         self.untrained = set(registry.meta(self.state.base_version).get("untrained_items") or [])
         self._rng = np.random.default_rng(self._seed)
         self.growth = TableGrowth(self.stores.content, self._seed)
+        quality = self.stores.settings.quality
+        self.guard = DataGuard(quality, self.stores.types.names) if quality.enabled else None
         self._rebuild_sequences()
         self.publisher = Publisher(
             registry, self.stores.catalog, self.stores.types, self.checkpoints, self.settings.gate_tolerance
@@ -179,8 +186,31 @@ class OnlineTrainer:
             self.stores.types, self.learner.max_len + 1, collapse_repeats=settings.state.collapse_repeats
         )
         self.buffer = ReservoirBuffer(self.settings.buffer_size, seed=self._seed)
+        # The guard's state is rebuilt with the sequences: it is a function of the log up to the cursor.
         for page in iter_pages(self.stores.event_log, upto=self.state.committed):
+            page = self._admitted(page, rebuilding=True)
             self.buffer.extend([page[j].user_id for j in self.sequences.fold(page, self._catalog_idx(page))])
+        self._write_quality()
+
+    def _admitted(self, events: Sequence[EventRecord], rebuilding: bool = False) -> list[EventRecord]:
+        """The events the guard admits to training; users it flags now leave the sequences, the buffer and
+        (unless the sequences are being rebuilt, before the holdout is opened) the older holdout."""
+        if self.guard is None:
+            return list(events)
+        verdicts = self.guard.admit(events)
+        if verdicts.flagged:
+            flagged = set(verdicts.flagged)
+            for user in flagged:
+                self.sequences.pop(user)
+            self.buffer.remove(flagged)
+            if not rebuilding and flagged & self.publisher.older_users:
+                self.publisher.forget(flagged & self.publisher.older_users)
+            log.info("data-quality guard quarantined %d users", len(flagged))
+        return [e for e, ok in zip(events, verdicts.admitted, strict=True) if ok]
+
+    def _write_quality(self) -> None:
+        report = self.guard.report() if self.guard is not None else {"enabled": False}
+        write_report(self.stores.settings.storage.data_dir / QUALITY_REPORT, report)
 
     def _forget_erased(self) -> None:
         """Drop users erased since the last look (``DELETE /v1/users/{id}``) from the trainer's sequences,
@@ -192,8 +222,12 @@ class OnlineTrainer:
         digests = {d for _, d in found}
         gone = {u for u in self.sequences if id_digest(u) in digests}
         gone |= {u for u in self.publisher.older_users if id_digest(u) in digests}
+        if self.guard is not None:
+            gone |= {u for u in self.guard.users if id_digest(u) in digests}
         if not gone:
             return
+        if self.guard is not None:
+            self.guard.forget(gone)
         for user in gone:
             self.sequences.pop(user)
         self.buffer.remove(gone)
@@ -296,21 +330,27 @@ class OnlineTrainer:
         decision, published = self.publisher.judge(self.learner, self.state, self.untrained, evaluated_on, recent)
         if decision is not None and "resynced" in decision.context:
             self.growth.clear()
+        if decision is not None and self.guard is not None:
+            serving = decision.figures.get("recent", {}).get("current")
+            if serving is not None and serving.get("n"):
+                self.guard.observe_model(serving["ndcg@10"])
         return decision, published
 
-    def process(self, events: list[EventRecord]) -> BatchReport:
+    def process(self, batch_events: list[EventRecord]) -> BatchReport:
         """Train on these events (the next ones after the committed offset) and commit them."""
         started = time.perf_counter()
+        events = self._admitted(batch_events)
         idx = self._catalog_idx(events)
         added, histories = self._fold(events, idx)
         batch_users = {e.user_id for e in events}
         new_items, rebuilt = self.growth.apply(
             self.learner, events, idx, histories, self.untrained, lambda: self._known_histories(batch_users)
         )
-        batch_ranges = ranges(e.offset for e in events)
+        batch_ranges = ranges(e.offset for e in batch_events)
         decision, published = None, None
         if time.monotonic() - self._last_publish_attempt >= self.settings.publish_interval_s:
-            decision, published = self._judge(batch_ranges, self.publisher.recent_holdout(events, idx, histories))
+            recent = self.publisher.recent_holdout(events, idx, histories) if events else None
+            decision, published = self._judge(batch_ranges, recent)
         self.untrained.difference_update(e.item_id for e in events)
         fresh = Counter(added)  # user -> new entries, in order of first appearance
         replay = self.buffer.sample(
@@ -321,17 +361,18 @@ class OnlineTrainer:
         t_rank = time.perf_counter()
         ranker_requests, ranker_decision = self._rank(events, idx)
         ranker_seconds = time.perf_counter() - t_rank
-        self.state.committed = list(advance(self.state.committed, (e.offset for e in events)))
+        self.state.committed = list(advance(self.state.committed, (e.offset for e in batch_events)))
         for first, last in batch_ranges:
             self.state.add_range(first, last)
         self.state.batches += 1
         self.checkpoints.save(self.model, self.item_ids, self.state)
         self._commit()
+        self._write_quality()
         self._last_batch = batch_ranges
         self._last_batch_at = time.monotonic()
         return BatchReport(
             batch_ranges,
-            len(events),
+            len(batch_events),
             len(fresh),
             len(replay),
             new_items,
@@ -343,6 +384,7 @@ class OnlineTrainer:
             ranker_requests,
             ranker_decision,
             ranker_seconds,
+            len(batch_events) - len(events),
         )
 
     def _rank(self, events: list[EventRecord], idx: list[int]) -> tuple[int, GateDecision | None]:

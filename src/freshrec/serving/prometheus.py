@@ -36,3 +36,29 @@ class ServiceMetrics:
             "Times the supervised online trainer was restarted after dying.",
             registry=self.registry,
         )
+        # Read from the online trainer's quality report at each scrape (another process keeps the counts).
+        self.quality_events = Gauge(
+            "freshrec_quality_events",
+            "Events the data-quality guard judged, by decision (admitted, or why it was kept out of training).",
+            ["decision"],
+            registry=self.registry,
+        )
+        self.quality_flagged = Gauge(
+            "freshrec_quality_flagged_users",
+            "Users the data-quality guard quarantined from training, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.quality_drift = Gauge(
+            "freshrec_quality_drift",
+            "Newest drift figures: Jensen-Shannon divergence of the type mix and of item popularity; relative "
+            "change of the model's recent-holdout NDCG@10.",
+            ["signal"],
+            registry=self.registry,
+        )
+        self.quality_drifting = Gauge(
+            "freshrec_quality_drifting",
+            "1 while a drift monitor is beyond its threshold.",
+            ["signal"],
+            registry=self.registry,
+        )

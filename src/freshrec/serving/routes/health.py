@@ -7,8 +7,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from freshrec.online.process import TRAINER_STATUS, read_status
 from freshrec.position import total
+from freshrec.quality.report import QUALITY_REPORT, read_report
 from freshrec.schema import Health
 from freshrec.serving.deps import EngineDep, errors
+from freshrec.serving.prometheus import ServiceMetrics
 from freshrec.serving.security import check_scope
 
 router = APIRouter(tags=["health"])
@@ -42,4 +44,25 @@ def metrics(request: Request, engine: EngineDep) -> Response:
         m.trainer_running.set(1.0 if trainer["state"] == "running" else 0.0)
         m.trainer_restarts.set(trainer["restarts"])
     m.last_offset.set(total(engine.state.applied(engine.event_log.partitions)))
+    quality = read_report(engine.settings.storage.data_dir / QUALITY_REPORT)
+    if quality is not None and quality.get("enabled"):
+        _set_quality(m, quality)
     return Response(generate_latest(m.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _set_quality(m: ServiceMetrics, report: dict) -> None:
+    for decision, n in report.get("events", {}).items():
+        if decision != "seen":
+            m.quality_events.labels(decision).set(n)
+    for reason, n in report.get("flagged_by_reason", {}).items():
+        m.quality_flagged.labels(reason).set(n)
+    drift = {
+        "type_mix": report.get("type_mix", {}).get("divergence"),
+        "item_popularity": report.get("item_popularity", {}).get("divergence"),
+        "model": report.get("model", {}).get("change"),
+    }
+    for signal, value in drift.items():
+        if value is not None:
+            m.quality_drift.labels(signal).set(value)
+    for flag, on in report.get("flags", {}).items():
+        m.quality_drifting.labels(flag.removesuffix("_drift")).set(1.0 if on else 0.0)
