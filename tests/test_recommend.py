@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from freshrec.diversity import intra_list_diversity
 from freshrec.engine import Engine
@@ -91,3 +92,17 @@ def test_diversity_reranks_the_list_towards_dissimilar_items(trained_engine: Eng
     ]
     with pytest.raises(InvalidInput, match="diversity"):
         trained_engine.recommend(users[0], 10, diversity=1.5)
+
+
+def test_serving_model_holds_one_copy_of_the_item_table(trained_engine: Engine) -> None:
+    serving = trained_engine.recommender.serving
+    weights = serving.model.item_emb.weight
+    ptr = weights.untyped_storage().data_ptr()
+    assert serving.table.untyped_storage().data_ptr() == ptr
+    assert serving.index.table.untyped_storage().data_ptr() == ptr
+    # no normalised copy: unit rows and cosines come from the table and its [N + 1] norms
+    assert serving.norms.shape == (serving.num_rows + 1,)
+    rows = np.arange(serving.num_rows + 1)
+    unit = torch.nn.functional.normalize(weights.detach(), dim=1)
+    assert np.allclose(serving.unit_rows(rows), unit.numpy(), atol=1e-6)
+    assert torch.allclose(serving.cosine(unit[3]), unit @ unit[3], atol=1e-5)

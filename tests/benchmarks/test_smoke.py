@@ -28,6 +28,7 @@ SCRIPTS = [
     ("diversity.py", ["--dataset", "tiny-shop", "--set", "train.epochs=2", "--set", "model.dim=16"]),
     ("startup.py", ["--quick"]),
     ("scale_out.py", ["--quick"]),
+    ("compression.py", ["--quick"]),
 ]
 
 
