@@ -152,7 +152,7 @@ class SQLiteCatalog(CatalogMirror):
                 if "title" in it.model_fields_set:
                     self._titles[idx - 1] = it.title
                 if "categories" in it.model_fields_set:
-                    self._categories[idx - 1] = list(it.categories)
+                    self._categories[idx - 1] = self._shared(list(it.categories))
                 if "available" in it.model_fields_set:
                     self._available[idx] = it.available
             self.version += 1

@@ -28,7 +28,7 @@ How this implementation deviates from the paper, and why:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -208,6 +208,24 @@ class SASRec(nn.Module):
             nn.init.normal_(self.type_emb.weight, std=0.02)
         with torch.no_grad():
             self.item_emb.weight[PAD].zero_()
+
+    @classmethod
+    def from_state(cls, config: SASRecConfig, state: dict[str, torch.Tensor]) -> SASRec:
+        """A model whose parameters are ``state``'s tensors themselves, not copies of them: the item table
+        ([N + 1, D], most of the weights at a large catalogue) is never allocated twice.
+
+        >>> model = SASRec(SASRecConfig(num_items=5, dim=8, heads=1, layers=1, max_len=4))
+        >>> state = model.state_dict()
+        >>> SASRec.from_state(model.config, state).item_emb.weight.data_ptr() == state["item_emb.weight"].data_ptr()
+        True
+        """
+        model = cls(replace(config, num_items=0))  # a one-row table, replaced below
+        model.item_emb = nn.Embedding(
+            config.num_items + 1, config.dim, padding_idx=PAD, _weight=state["item_emb.weight"], _freeze=False
+        )
+        model.config = config
+        model.load_state_dict(state, assign=True)
+        return model
 
     @property
     def num_items(self) -> int:
