@@ -5,7 +5,7 @@ each index holds beside the model's item table.
     python benchmarks/compression.py --dataset synthetic-shop
     python benchmarks/compression.py --quick                     # tiny shop, 2 epochs (smoke test)
 
-Trains through `freshrec train`'s code path (as benchmarks/offline_quality.py does), then runs the offline
+Trains the model as `freshrec train` does (the same Trainer and settings), then runs the offline
 leave-one-out, full ranking protocol (seen items filtered) on the test set twice over: once scoring the
 whole catalogue with the model in float32 (the full model), once with each index's top-10 as the served
 list (`Index.topk` with the user's seen rows excluded; an item outside the top-10 counts as a miss). Also
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from freshrec.config import load_settings
+from freshrec.engine import build_engine
 from freshrec.index.base import Index
 from freshrec.index.exact import ExactIndex
 from freshrec.index.faiss import FaissIndex
@@ -33,10 +34,10 @@ from freshrec.metrics import summarize
 from freshrec.model.data import EvalSet, leave_one_out, pad_histories
 from freshrec.model.evaluate import Scorer, model_scorer, target_ranks
 from freshrec.model.sasrec import SASRec
-from freshrec.pipeline import read_sequences
-from freshrec.stores import open_stores
+from freshrec.model.train import Trainer
+from freshrec.pipeline import model_config, read_sequences
 from machine import ROOT, SHARED_DATA, write_json
-from offline_quality import DATASETS, SYNTHETIC, parse_overrides, run
+from offline_quality import DATASETS, SYNTHETIC, load_dataset, parse_overrides
 
 K = 10
 
@@ -116,6 +117,28 @@ def compare(model: SASRec, test: EvalSet) -> list[dict[str, Any]]:
     return rows
 
 
+def train(
+    dataset: str, data_dir: Path, overrides: dict[str, dict[str, Any]], work: Path
+) -> tuple[SASRec, EvalSet, dict[str, Any]]:
+    """The model `freshrec train` would fit on the dataset (without the ranker and content mapping a published
+    version also gets: the index only sees the item table), with the test set of its split."""
+    settings = load_settings(storage={"data_dir": work}, **overrides)
+    engine = build_engine(settings, load_model=False)
+    try:
+        load_dataset(engine, dataset, data_dir)
+        data = read_sequences(engine.stores)
+        num_types = len(engine.types)
+    finally:
+        engine.close()
+    split = leave_one_out(data)
+    assert split.test is not None
+    torch.manual_seed(settings.train.seed)
+    fit = Trainer(SASRec(model_config(settings, data.num_items, num_types)), settings.train, progress=True)
+    result = fit.fit(split.train_items, split.train_types, split.valid)
+    described = {"users": len(data.users), "items": data.num_items, "epochs": result.epochs}
+    return fit.model.eval(), split.test, described
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted([*DATASETS, *SYNTHETIC]), default="synthetic-shop")
@@ -129,15 +152,8 @@ def main() -> None:
     data_dir = args.data_dir or SHARED_DATA / DATASETS.get(args.dataset, ("",))[0]
     overrides = parse_overrides(args.overrides)
     with tempfile.TemporaryDirectory(prefix="freshrec-compress-") as work:
-        trained = run(args.dataset, data_dir, overrides, Path(work))
-        stores = open_stores(load_settings(storage={"data_dir": Path(work)}, **overrides))
-        try:
-            test = leave_one_out(read_sequences(stores)).test
-            assert test is not None
-            model = stores.registry.load().model
-        finally:
-            stores.close()
-        rows = compare(model, test)
+        model, test, trained = train(args.dataset, data_dir, overrides, Path(work))
+    rows = compare(model, test)
     print(f"\n{args.dataset}: {len(test)} test users, {model.num_items} items, top-{K}, seen items filtered")
     print(f"{'scorer':<40}{'HR@10':>8}{'NDCG@10':>9}{'vs full':>9}{'agree@10':>10}{'extra MB':>10}")
     for row in rows:
@@ -151,7 +167,7 @@ def main() -> None:
         {
             "benchmark": "compression",
             "dataset": args.dataset,
-            "data": trained["data"],
+            "data": trained,
             "protocol": "offline leave-one-out, full ranking (seen items filtered); served top-10 per index",
             "rows": rows,
             "command": "python benchmarks/compression.py --dataset "
