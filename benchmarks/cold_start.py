@@ -242,7 +242,7 @@ def test_points(
 def user_vectors(serving: ServingModel, points: TestPoints) -> torch.Tensor:
     spans = range(0, len(points), BATCH)
     out = [serving.encode(points.rows[i : i + BATCH], points.types[i : i + BATCH]) for i in spans]
-    return torch.cat(out) if out else torch.zeros(0, serving.unit.shape[1])
+    return torch.cat(out) if out else torch.zeros(0, serving.dim)
 
 
 # ---- scoring ----------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 from freshrec.config import load_settings
 from freshrec.datasets.importer import import_file
 from freshrec.datasets.synthetic import generate_shop
-from freshrec.engine import build_engine
+from freshrec.engine import Engine, build_engine
 from freshrec.pipeline import train_and_publish
 from machine import ROOT, SHARED_DATA, write_json
 
@@ -53,24 +53,29 @@ def parse_overrides(pairs: list[str]) -> dict[str, dict[str, Any]]:
     return out
 
 
+def load_dataset(engine: Engine, dataset: str, data_dir: Path) -> None:
+    """Import a dataset (or generate a synthetic shop) into the engine's stores."""
+    if dataset in SYNTHETIC:
+        shop = generate_shop(**SYNTHETIC[dataset])
+        engine.upsert_items(shop.items)
+        for i in range(0, len(shop.events), 1000):
+            engine.ingest(shop.events[i : i + 1000])
+    for name in DATASETS.get(dataset, ("", []))[1]:
+        path = data_dir / name
+        if not path.is_file():
+            if name.endswith(("u.item", "movies.csv", "movies.dat")):
+                continue  # items are optional: events create bare items
+            raise SystemExit(f"missing {path}")
+        import_file(engine, path, progress=True)
+
+
 def run(
     dataset: str, data_dir: Path, overrides: dict[str, dict[str, Any]], work: Path, config: Path | None = None
 ) -> dict[str, Any]:
     settings = load_settings(config_file=config, storage={"data_dir": work}, **overrides)
     engine = build_engine(settings, load_model=False)
     try:
-        if dataset in SYNTHETIC:
-            shop = generate_shop(**SYNTHETIC[dataset])
-            engine.upsert_items(shop.items)
-            for i in range(0, len(shop.events), 1000):
-                engine.ingest(shop.events[i : i + 1000])
-        for name in DATASETS.get(dataset, ("", []))[1]:
-            path = data_dir / name
-            if not path.is_file():
-                if name.endswith(("u.item", "movies.csv", "movies.dat")):
-                    continue  # items are optional: events create bare items
-                raise SystemExit(f"missing {path}")
-            import_file(engine, path, progress=True)
+        load_dataset(engine, dataset, data_dir)
         report = train_and_publish(engine.stores, progress=True)
     finally:
         engine.close()

@@ -101,7 +101,8 @@ class Server:
         cmd.append("--online" if online else "--no-online")
         cmd += args or []
         self.proc = subprocess.Popen(cmd, env={**os.environ, **(env or {})}, stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 900
+        # a 1M-item store takes minutes to start (state rebuild, HNSW build), many more on a shared machine
+        deadline = time.monotonic() + 2400
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log()}")

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 
 from freshrec.datasets.synthetic import generate_shop
 from freshrec.diversity import intra_list_diversity
@@ -137,3 +138,17 @@ def test_a_model_without_conversions_ranks_for_engagement(tmp_path) -> None:
         assert [i.item_id for i in answer.items] == [i.item_id for i in eng.recommend(user, 5).items]
     finally:
         eng.close()
+
+
+def test_serving_model_holds_one_copy_of_the_item_table(trained_engine: Engine) -> None:
+    serving = trained_engine.recommender.serving
+    weights = serving.model.item_emb.weight
+    ptr = weights.untyped_storage().data_ptr()
+    assert serving.table.untyped_storage().data_ptr() == ptr
+    assert serving.index.table.untyped_storage().data_ptr() == ptr
+    # no normalised copy: unit rows and cosines come from the table and its [N + 1] norms
+    assert serving.norms.shape == (serving.num_rows + 1,)
+    rows = np.arange(serving.num_rows + 1)
+    unit = torch.nn.functional.normalize(weights.detach(), dim=1)
+    assert np.allclose(serving.unit_rows(rows), unit.numpy(), atol=1e-6)
+    assert torch.allclose(serving.cosine(unit[3]), unit @ unit[3], atol=1e-5)

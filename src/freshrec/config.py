@@ -210,8 +210,9 @@ class ServingSettings(_Section):
     )
     index: Literal["auto", "exact", "faiss-flat", "faiss-hnsw"] = Field(
         "auto",
-        description="Top-k retrieval: exact matrix product, faiss flat, or faiss HNSW (approximate); auto uses "
-        "HNSW above 200,000 items.",
+        description="Top-k retrieval: exact matrix product (in bf16 where the CPU has it), faiss flat, or faiss "
+        "HNSW (approximate, over 8-bit codes); bf16 and HNSW re-score their best 4 x k candidates exactly from the "
+        "model's table. auto uses HNSW above 200,000 items.",
     )
     micro_batch: int = Field(
         64, ge=1, description="Most concurrent requests scored in one forward pass (1 turns batching off)."

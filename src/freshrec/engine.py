@@ -456,7 +456,8 @@ class Engine:
         except ModelNotFoundError as exc:
             raise NotFound(str(exc)) from exc
         model = ServingModel(loaded, self.catalog, self.types, self.settings.serving.index)
-        model.ranker = load_ranker(loaded.ranker)
+        # Only when serving uses it: LightGBM and what it imports are ~80 MB of a server's memory.
+        model.ranker = load_ranker(loaded.ranker) if self.settings.serving.ranker else None
         content_version = self.content.version if self.content is not None else 0
         if self.content is not None and not model.reuse_content(self.recommender.serving, self.content):
             model.attach_content(self.content)

@@ -346,7 +346,7 @@ class Recommender:
             describe(self.catalog.external_id(int(i)), self.catalog.title(int(i)))
             for i in serving.catalog_of_row[recent]
         ]
-        reasons = explain_by_sequence(scored.unit, serving.unit_np[recent], recent_types, labels, scored.prefixes)
+        reasons = explain_by_sequence(scored.unit, serving.unit_rows(recent), recent_types, labels, scored.prefixes)
         return RecommendationList(
             user_id=plan.user_id,
             source="model",
@@ -458,12 +458,12 @@ class Recommender:
         cold = serving.cold
         at = np.flatnonzero(cold.catalog_idx == idx) if idx and not row else np.zeros(0, dtype=np.int64)
         if row:
-            query = serving.unit[row][None, :]
+            query = torch.from_numpy(serving.unit_rows(np.array([row]))[0])
         elif len(at):  # a new item known only by its content: its mapped row stands in
-            query = torch.from_numpy(cold.unit[at[:1]])
+            query = torch.from_numpy(cold.unit[at[0]])
         else:
             raise NotFound(f"item {item_id!r} is unknown to model {serving.version} and has no content")
-        scores = (query @ serving.unit.T)[0]
+        scores = serving.cosine(query)
         allowed = serving.allowed(self.catalog).clone()
         allowed[row] = False
         scores = scores.masked_fill(~allowed, float("-inf"))

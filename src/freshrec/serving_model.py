@@ -34,6 +34,9 @@ OBJECTIVE_POOL = 200
 #: micro-batch barely moves the item table's broad shape, which is all the mapping reads).
 MAPPING_REUSE_S = 60.0
 
+#: Smallest norm a row is divided by when made unit length (as torch.nn.functional.normalize does).
+NORM_EPS = 1e-12
+
 
 @dataclass(frozen=True)
 class ColdTable:
@@ -85,11 +88,12 @@ class ServingModel:
         self.catalog_of_row = self.row_map.catalog_of_row  # [Nm + 1]
         # The model's type codes follow the type list it was trained with; map ours onto them.
         self.type_map = types.translation(loaded.event_types)
-        with torch.no_grad():
-            vectors = self.model.item_emb.weight.detach().float().clone()
-        self.index = build_index(vectors, index)
-        self.unit = torch.nn.functional.normalize(vectors, dim=1)
-        self.unit_np = self.unit.numpy()  # numpy is cheaper than torch for the tiny products in reasons
+        # One copy of the item table: the model's weights, which the index scans (or re-scores from) in
+        # place; at 1M items each float32 copy is 256 MB. Cosines divide by the row norms instead of
+        # keeping a normalised copy.
+        self.table = self.model.item_emb.weight.detach().float()  # [Nm + 1, D]; no copy when float32
+        self.index = build_index(self.table, index)
+        self.norms = self.table.norm(dim=1).clamp_min_(NORM_EPS)  # [Nm + 1]
         self._allowed: tuple[int, torch.Tensor] | None = None
         self._conversion_bias: np.ndarray | None = None
         # Rows that never saw a training interaction: never served from the row itself (it only learned
@@ -106,7 +110,7 @@ class ServingModel:
         self.ranker: Any = None
         self.mapping: ContentMapping | None = None
         self.mapping_fitted_at = float("nan")  # time.monotonic() of the mapping's fit
-        self.cold = ColdTable.empty(vectors.shape[1])
+        self.cold = ColdTable.empty(self.dim)
         self._cold_lock = threading.Lock()
 
     # ---- cold start ------------------------------------------------------------------------------
@@ -146,7 +150,7 @@ class ServingModel:
             or previous.mapping is None
             or previous.content is not content
             or self.meta.get("parent") != previous.version
-            or previous.unit.shape[1] != self.unit.shape[1]
+            or previous.dim != self.dim
             or not time.monotonic() - previous.mapping_fitted_at < MAPPING_REUSE_S
         ):
             return False
@@ -185,10 +189,25 @@ class ServingModel:
         if self.mapping is None or self.content is None:
             return None
         x, has = self.content.vectors(np.asarray(catalog_idx, dtype=np.int64))
-        out = torch.full((len(catalog_idx), self.unit.shape[1]), float("nan"))
+        out = torch.full((len(catalog_idx), self.dim), float("nan"))
         if has.any():
             out[torch.from_numpy(has)] = torch.from_numpy(self.mapping.predict(x[has]))
         return out
+
+    @property
+    def dim(self) -> int:
+        """D, the width of the item table."""
+        return int(self.table.shape[1])
+
+    def unit_rows(self, rows: np.ndarray) -> np.ndarray:
+        """[C, D] the model rows ``rows``, L2-normalised (zeros for the padding row): what reasons compare."""
+        idx = torch.from_numpy(np.asarray(rows, dtype=np.int64))
+        return (self.table[idx] / self.norms[idx, None]).numpy()
+
+    def cosine(self, query: torch.Tensor) -> torch.Tensor:
+        """[Nm + 1] cosine similarity of a unit-length ``query`` ([D]) to every model row."""
+        with torch.inference_mode():
+            return (self.table @ query.float()) / self.norms
 
     @property
     def num_rows(self) -> int:
@@ -286,13 +305,11 @@ class ServingModel:
         """[C, D] the rows the model scores these items with: learned rows, content-mapped rows for the
         items without one, NaN rows for items with neither."""
         idx = np.asarray(catalog_idx, dtype=np.int64)
-        out = torch.full((len(idx), self.unit.shape[1]), float("nan"))
+        out = torch.full((len(idx), self.dim), float("nan"))
         rows = self.rows(idx)
         learned = (rows > 0) & ~self.unlearned[rows]
         if learned.any():
-            out[torch.from_numpy(learned)] = self.model.item_emb.weight.detach()[
-                torch.from_numpy(rows[learned])
-            ].float()
+            out[torch.from_numpy(learned)] = self.table[torch.from_numpy(rows[learned])]
         cold = self.cold
         if len(cold) and (~learned).any():
             wanted = np.flatnonzero(~learned)

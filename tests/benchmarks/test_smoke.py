@@ -30,6 +30,7 @@ SCRIPTS = [
     ("scale_out.py", ["--quick"]),
     ("objectives.py", ["--quick"]),
     ("data_guard.py", ["--quick"]),
+    ("compression.py", ["--quick"]),
 ]
 
 

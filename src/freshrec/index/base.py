@@ -33,9 +33,11 @@ AUTO_HNSW_ROWS = 200_000
 
 
 def build_index(vectors: torch.Tensor, kind: str = "auto") -> Index:
-    """The index a serving model uses: ``exact``, ``faiss-flat``, ``faiss-hnsw``, or ``auto`` (exact up to
-    :data:`AUTO_HNSW_ROWS` rows, HNSW above). Exact scoring runs in bf16 where the CPU has native bf16
-    (about 3x faster over 100K items; rankings can differ between near-tied items), else in fp32."""
+    """The index a serving model uses over ``vectors`` ([N + 1, D] float32, read in place): ``exact``,
+    ``faiss-flat``, ``faiss-hnsw``, or ``auto`` (exact up to :data:`AUTO_HNSW_ROWS` rows, HNSW above). The
+    exact scan runs in bf16 where the CPU has native bf16 (about 3x faster over 100K items), else in
+    float32; the bf16 scan and HNSW's 8-bit codes hand their best candidates to exact re-scoring
+    (:mod:`freshrec.index.rescore`)."""
     if kind == "auto":
         kind = "exact" if vectors.shape[0] <= AUTO_HNSW_ROWS else "faiss-hnsw"
     if kind == "exact":

@@ -3,6 +3,11 @@
 Availability is applied with a bitmap selector inside the search; a user's seen items by fetching
 ``k + len(seen)`` and dropping them, so both filters hold exactly and only ANN recall differs from
 :class:`~freshrec.index.exact.ExactIndex`.
+
+HNSW stores its vectors as 8-bit scalar-quantised codes (a quarter of float32) and re-scores the best
+:data:`~freshrec.index.rescore.RESCORE_PER_SLOT` x k it finds exactly from the float32 table it was built
+from (read in place, not copied): the graph walk is approximate anyway, and the answer keeps the model's
+scores. Flat keeps its own float32 copy and needs no re-scoring.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
+from freshrec.index.rescore import RESCORE_PER_SLOT, rescore
+
 try:
     import faiss
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -19,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
 
 
 class FaissIndex:
-    """Inner-product search over ``vectors`` [N + 1, D] (row 0 is padding and never returned).
+    """Inner-product search over ``vectors`` [N + 1, D] float32 (row 0 is padding and never returned).
 
     Example
     -------
@@ -38,12 +45,14 @@ class FaissIndex:
         ef_search: int = 128,
         ef_construction: int = 80,
     ) -> None:
-        data = np.ascontiguousarray(vectors.detach().float().numpy())
+        self.table = vectors.detach().float()  # no copy when it is float32 already
+        data = np.ascontiguousarray(self.table.numpy())
         self.rows, dim = data.shape
         self.kind = kind
         if kind == "hnsw":
-            self.index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            self.index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             self.index.hnsw.efConstruction = ef_construction
+            self.index.train(data)  # per-dimension ranges of the 8-bit codes
             self.ef_search = ef_search
         elif kind == "flat":
             self.index = faiss.IndexFlatIP(dim)
@@ -77,6 +86,8 @@ class FaissIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(queries.detach().float().numpy())
         extra = max((len(e) for e in exclude), default=0) if exclude is not None else 0
+        if self.kind == "hnsw":
+            return self._rescored(q, k, extra, exclude, allowed)
         fetch = min(k + extra, self.rows)
         scores, ids = self.index.search(q, fetch, params=self._params(allowed))
         out_ids = np.zeros((len(q), min(k, self.rows)), dtype=np.int64)
@@ -89,3 +100,16 @@ class FaissIndex:
             out_ids[b, : len(row_ids)] = row_ids
             out_scores[b, : len(row_scores)] = row_scores
         return out_ids, out_scores
+
+    def _rescored(
+        self, q: np.ndarray, k: int, extra: int, exclude: Sequence[np.ndarray] | None, allowed: torch.Tensor | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        fetch = min(RESCORE_PER_SLOT * k + extra, self.rows)
+        _, ids = self.index.search(q, fetch, params=self._params(allowed))
+        valid = ids > 0  # faiss pads with -1 when fewer rows pass the selector
+        if exclude is not None:
+            for b, rows in enumerate(exclude):
+                if len(rows):
+                    valid[b] &= ~np.isin(ids[b], rows)
+        queries, candidates = torch.from_numpy(q), torch.from_numpy(ids)
+        return rescore(self.table, queries, candidates, torch.from_numpy(valid), min(k, self.rows))

@@ -239,8 +239,10 @@ class ModelRegistry:
             raise ModelNotFoundError("no model published yet; run `freshrec train` first")
         meta = self.meta(version)
         path = self.versions_dir / version
-        model = SASRec(SASRecConfig.from_dict(meta["config"]))
-        model.load_state_dict(load_file(str(path / _WEIGHTS), device=str(device)))
+        # The model takes the loaded tensors themselves (on CPU, pages of the file mapped copy-on-write),
+        # so its item table is held once, not allocated, initialised and then overwritten by a copy.
+        state = load_file(str(path / _WEIGHTS), device=str(device))
+        model = SASRec.from_state(SASRecConfig.from_dict(meta["config"]), state)
         model.to(device).eval()
         item_ids = json.loads((path / _ITEMS).read_text(encoding="utf-8"))
         return LoadedModel(version, model, item_ids, meta["event_types"], meta, self.ranker(version))

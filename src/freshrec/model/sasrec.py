@@ -232,6 +232,29 @@ class SASRec(nn.Module):
             if self.conversion is not None:  # starts as the engagement head: nothing to unlearn
                 self.conversion.weight.zero_()
 
+    @classmethod
+    def from_state(cls, config: SASRecConfig, state: dict[str, torch.Tensor]) -> SASRec:
+        """A model whose parameters are ``state``'s tensors themselves, not copies of them: the item table
+        ([N + 1, D], most of the weights at a large catalogue) is never allocated twice.
+
+        >>> model = SASRec(SASRecConfig(num_items=5, dim=8, heads=1, layers=1, max_len=4))
+        >>> state = model.state_dict()
+        >>> SASRec.from_state(model.config, state).item_emb.weight.data_ptr() == state["item_emb.weight"].data_ptr()
+        True
+        >>> with_head = SASRec(SASRecConfig(num_items=5, dim=8, heads=1, layers=1, max_len=4, conversion_types=(2,)))
+        >>> SASRec.from_state(with_head.config, with_head.state_dict()).conversion.weight.shape
+        torch.Size([6, 1])
+        """
+        model = cls(replace(config, num_items=0))  # a one-row table, replaced below
+        model.item_emb = nn.Embedding(
+            config.num_items + 1, config.dim, padding_idx=PAD, _weight=state["item_emb.weight"], _freeze=False
+        )
+        if model.conversion is not None:  # one float per item: small, but sized to the table
+            model.conversion = nn.Embedding(config.num_items + 1, 1, padding_idx=PAD)
+        model.config = config
+        model.load_state_dict(state, assign=True)
+        return model
+
     @property
     def num_items(self) -> int:
         """Rows in the item table, padding excluded (grows with :meth:`grow_items`)."""
