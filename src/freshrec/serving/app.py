@@ -28,7 +28,7 @@ from freshrec.errors import FreshrecError, TooManyRequests, Unauthorized
 from freshrec.schema import EventIn, ItemIn, format_validation_error
 from freshrec.serving.prometheus import ServiceMetrics
 from freshrec.serving.protocol import http_protocol
-from freshrec.serving.routes import events, health, items, models, quality, users
+from freshrec.serving.routes import dashboard, events, health, items, models, quality, users
 from freshrec.serving.security import Guard, KeyCache
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     app.state.metrics = ServiceMetrics()
     app.state.limiter = RateLimiter(settings.security.rate_limit, settings.security.rate_burst)
     app.state.audit = AuditLog(settings.storage.data_dir / "audit.log")
-    for module in (events, users, items, models, quality, health):
+    for module in (events, users, items, models, quality, health, dashboard):
         app.include_router(module.router)
 
     @app.exception_handler(FreshrecError)

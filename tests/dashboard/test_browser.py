@@ -1,0 +1,92 @@
+"""The dashboard in headless Chromium against a real `freshrec serve` with keys on and a trained store:
+sign in with an admin key, watch the overview fill in, and roll back, pin and unpin from the model page."""
+
+from __future__ import annotations
+
+import httpx
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as EC
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.dashboard.conftest import DashboardStore
+
+TIMEOUT = 30  # bounds a hang only: every wait ends as soon as the page shows the awaited state
+
+
+def text_of(driver, element_id: str) -> str:  # type: ignore[no-untyped-def]
+    return driver.find_element(By.ID, element_id).text
+
+
+def wait_text(driver, element_id: str, condition, what: str) -> None:  # type: ignore[no-untyped-def]
+    WebDriverWait(driver, TIMEOUT).until(lambda d: condition(text_of(d, element_id)), what)
+
+
+def click_and_confirm(driver, element) -> None:  # type: ignore[no-untyped-def]
+    element.click()
+    WebDriverWait(driver, TIMEOUT).until(EC.alert_is_present(), "a confirmation dialog").accept()
+
+
+def test_overview_and_model_actions_in_a_real_browser(browser, server_factory, dashboard_store: DashboardStore) -> None:
+    server = server_factory(dashboard_store.data_dir, env={"FRESHREC_SECURITY__AUTH": "true"})
+    admin = {"Authorization": f"Bearer {dashboard_store.admin_key}"}
+    browser.get(f"{server.url}/dashboard")
+    WebDriverWait(browser, TIMEOUT).until(EC.visibility_of_element_located((By.ID, "key-form")), "the key form")
+
+    # a wrong key is refused with the API's message and the form stays
+    browser.find_element(By.ID, "key").send_keys("fr_00000000_wrong")
+    browser.find_element(By.ID, "key-submit").click()
+    wait_text(browser, "error", lambda t: "unknown or revoked" in t, "the 401 message")
+    assert browser.find_element(By.ID, "key-form").is_displayed()
+
+    browser.find_element(By.ID, "key").clear()
+    browser.find_element(By.ID, "key").send_keys(dashboard_store.admin_key)
+    browser.find_element(By.ID, "key-submit").click()
+    wait_text(browser, "ov-model", lambda t: t == dashboard_store.child, "the serving version on the overview")
+    assert not browser.find_element(By.ID, "key-form").is_displayed()
+    assert text_of(browser, "ov-users") == "400" and text_of(browser, "ov-items") == "120"
+    assert text_of(browser, "ov-guard") == "no report"
+    # traffic while the page polls: the rates and latency come from the difference between two polls
+    with httpx.Client(base_url=server.url, headers=admin, timeout=10) as client:
+        for n in range(5):
+            assert client.post("/v1/events", json={"user_id": "u1", "item_id": f"i{n}", "type": "view"}).is_success
+            assert client.get("/v1/users/u1/recommendations").is_success
+    wait_text(browser, "ov-lag", lambda t: t == "5", "five events not yet in the model")
+    wait_text(browser, "ov-p99", lambda t: t.endswith("s"), "a p99 latency")
+    browser.screenshots.save("overview")
+
+    browser.find_element(By.CSS_SELECTOR, "#tabs button[data-page=model]").click()
+    row = f"#versions tr[data-version={dashboard_store.parent}]"
+    WebDriverWait(browser, TIMEOUT).until(EC.presence_of_element_located((By.CSS_SELECTOR, row)), "versions table")
+    assert text_of(browser, "model-current") == dashboard_store.child
+    assert text_of(browser, "model-pinned") == "none"
+    rows = browser.find_elements(By.CSS_SELECTOR, "#versions tbody tr")
+    assert [r.get_attribute("data-version") for r in rows] == [dashboard_store.child, dashboard_store.parent]
+    browser.screenshots.save("model")
+
+    # roll back to the parent: the registry and this server follow
+    click_and_confirm(browser, browser.find_element(By.CSS_SELECTOR, f"{row} button.rollback-to"))
+    wait_text(browser, "model-serving", lambda t: t == dashboard_store.parent, "serving the parent")
+    assert text_of(browser, "model-current") == dashboard_store.parent
+
+    # pin the child, then a dismissed confirmation changes nothing, then unpin
+    child_row = f"#versions tr[data-version={dashboard_store.child}]"
+    click_and_confirm(browser, browser.find_element(By.CSS_SELECTOR, f"{child_row} button.pin"))
+    wait_text(browser, "model-pinned", lambda t: t == dashboard_store.child, "the child pinned")
+    assert text_of(browser, "model-serving") == dashboard_store.child
+    browser.screenshots.save("pinned")
+    browser.find_element(By.ID, "unpin").click()
+    WebDriverWait(browser, TIMEOUT).until(EC.alert_is_present(), "a confirmation dialog").dismiss()
+    with httpx.Client(base_url=server.url, headers=admin, timeout=10) as client:
+        assert client.get("/v1/model/history").json()["pinned"] == dashboard_store.child
+    click_and_confirm(browser, browser.find_element(By.ID, "unpin"))
+    wait_text(browser, "model-pinned", lambda t: t == "none", "unpinned")
+    browser.screenshots.save("unpinned")
+
+    audit = [line for line in (dashboard_store.data_dir / "audit.log").read_text().splitlines() if "/v1/model/" in line]
+    assert [("rollback" in a, "/pin" in a, "unpin" in a) for a in audit] == [
+        (True, False, False),
+        (False, True, False),
+        (False, False, True),
+    ]
+    assert all('"key_name":"dashboard"' in a and '"status":200' in a for a in audit)
+    assert all(p.stat().st_size > 0 for p in browser.screenshots.saved)
