@@ -8,6 +8,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
+from tests.conftest import TrainedStore
 from tests.dashboard.conftest import DashboardStore
 
 TIMEOUT = 30  # bounds a hang only: every wait ends as soon as the page shows the awaited state
@@ -90,3 +91,52 @@ def test_overview_and_model_actions_in_a_real_browser(browser, server_factory, d
     ]
     assert all('"key_name":"dashboard"' in a and '"status":200' in a for a in audit)
     assert all(p.stat().st_size > 0 for p in browser.screenshots.saved)
+
+
+def sign_in(browser, url: str, key: str) -> None:  # type: ignore[no-untyped-def]
+    browser.get(f"{url}/dashboard")
+    WebDriverWait(browser, TIMEOUT).until(EC.visibility_of_element_located((By.ID, "key")), "the key form")
+    browser.find_element(By.ID, "key").send_keys(key)
+    browser.find_element(By.ID, "key-submit").click()
+    WebDriverWait(browser, TIMEOUT).until(EC.visibility_of_element_located((By.ID, "page-overview")), "overview")
+
+
+def list_ids(browser) -> list[str]:  # type: ignore[no-untyped-def]
+    return [r.get_attribute("data-item") for r in browser.find_elements(By.CSS_SELECTOR, "#user-recs tbody tr")]
+
+
+def test_user_inspector_shows_the_list_change_after_an_event_posted_from_the_page(
+    browser, server_factory, dashboard_store: DashboardStore, trained: TrainedStore
+) -> None:
+    server = server_factory(dashboard_store.data_dir, env={"FRESHREC_SECURITY__AUTH": "true"})
+    user = trained.shop.events[-1].user_id
+    own_events = sum(1 for e in trained.shop.events if e.user_id == user)
+    sign_in(browser, server.url, dashboard_store.admin_key)
+    browser.find_element(By.CSS_SELECTOR, "#tabs button[data-page=user]").click()
+    browser.find_element(By.ID, "user-id").send_keys(user)
+    browser.find_element(By.ID, "user-open").click()
+    WebDriverWait(browser, TIMEOUT).until(lambda d: len(list_ids(d)) == 10, "a list of ten items")
+    assert text_of(browser, "user-source") == "model"
+    assert text_of(browser, "user-version") == dashboard_store.child
+    rows = browser.find_elements(By.CSS_SELECTOR, "#user-sequence tbody tr")
+    assert 0 < len(rows) <= own_events  # consecutive actions on one item fold into one entry
+    first = browser.find_element(By.CSS_SELECTOR, "#user-recs tbody tr")
+    assert first.find_elements(By.TAG_NAME, "td")[4].text  # sources
+    assert first.find_elements(By.TAG_NAME, "td")[5].text  # reason
+    before = list_ids(browser)
+    browser.screenshots.save("user")
+
+    # view the top item from the page: it is now seen, so it leaves the list, and the sequence shows it first
+    browser.find_element(By.ID, "event-item").send_keys(before[0])
+    browser.find_element(By.ID, "event-post").click()
+    wait_text(browser, "user-change", lambda t: t.startswith("After the event"), "the changed list")
+    after = list_ids(browser)
+    assert before[0] not in after and len(after) == 10
+    newest = browser.find_element(By.CSS_SELECTOR, "#user-sequence tbody tr").find_elements(By.TAG_NAME, "td")
+    assert (newest[1].text, newest[2].text) == ("view", before[0])
+    assert browser.find_elements(By.CSS_SELECTOR, "#user-recs tbody tr.new")
+    assert text_of(browser, "event-result").startswith("Stored at offset")
+    browser.screenshots.save("user-after-event")
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        state = client.get(f"/v1/users/{user}", headers={"Authorization": f"Bearer {dashboard_store.admin_key}"})
+        assert state.json()["sequence"][-1]["item_id"] == before[0]

@@ -76,6 +76,7 @@ function show(page) {
   } else if (page === "model") {
     loadModel();
   }
+  // the user page keeps the user shown; it reloads on demand (search, posted event)
 }
 
 // ---- overview ----------------------------------------------------------------------------------------
@@ -281,6 +282,84 @@ async function act(question, path, body) {
   await loadModel();
 }
 
+// ---- user inspector ----------------------------------------------------------------------------------
+
+let inspected = null; // the user shown
+let shownList = []; // item ids of the list shown, to mark what a posted event changed
+
+function userPath(user, rest = "") {
+  return `/v1/users/${encodeURIComponent(user)}${rest}`;
+}
+
+async function loadUser(user) {
+  let state = null;
+  let list;
+  try {
+    // a user without events has no state (404) but still gets a list (trending or onboarding)
+    state = await api(userPath(user)).catch((error) => {
+      if (error instanceof ApiError && error.status === 404) return null;
+      throw error;
+    });
+    list = await api(userPath(user, "/recommendations?k=10"));
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  showError(null);
+  const changed = inspected === user && shownList.length > 0;
+  const before = new Set(shownList);
+  inspected = user;
+  $("user-view").hidden = false;
+  const sequence = state ? [...state.sequence].reverse() : [];
+  $("user-seq-count").textContent = state ? `(${state.sequence.length} entries, newest first)` : "(no events yet)";
+  const seqBody = document.querySelector("#user-sequence tbody");
+  seqBody.replaceChildren();
+  for (const entry of sequence) {
+    const row = el("tr");
+    row.append(el("td", new Date(entry.ts * 1000).toLocaleString()), el("td", entry.type), el("td", entry.item_id));
+    seqBody.appendChild(row);
+  }
+  $("user-source").textContent = list.source;
+  $("user-version").textContent = list.model_version || "-";
+  const recBody = document.querySelector("#user-recs tbody");
+  recBody.replaceChildren();
+  list.items.forEach((item, i) => {
+    const row = el("tr", undefined, changed && !before.has(item.item_id) ? "new" : "");
+    row.dataset.item = item.item_id;
+    row.append(
+      el("td", i + 1),
+      el("td", item.item_id),
+      el("td", item.title || ""),
+      el("td", Number(item.score).toFixed(3)),
+      el("td", item.sources.join(", ")),
+      el("td", item.reason),
+    );
+    recBody.appendChild(row);
+  });
+  const ids = list.items.map((item) => item.item_id);
+  if (changed) {
+    const entered = ids.filter((id) => !before.has(id)).length;
+    const moved = ids.filter((id, i) => before.has(id) && shownList[i] !== id).length;
+    $("user-change").textContent = `After the event: ${entered} new in the list, ${moved} moved (new ones highlighted).`;
+  } else {
+    $("user-change").textContent = "";
+  }
+  shownList = ids;
+}
+
+async function postEvent() {
+  const event = { user_id: inspected, item_id: $("event-item").value.trim(), type: $("event-type").value };
+  let ack;
+  try {
+    ack = await api("/v1/events", { method: "POST", body: event });
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  $("event-result").textContent = `Stored at offset ${ack.offsets.join(", ")}.`;
+  await loadUser(inspected);
+}
+
 // ---- start -------------------------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -296,5 +375,15 @@ document.addEventListener("DOMContentLoaded", () => {
   $("rollback").addEventListener("click", () =>
     act("Roll back to the current version's parent?", "/v1/model/rollback", undefined),
   );
+  $("user-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    shownList = [];
+    $("event-result").textContent = "";
+    loadUser($("user-id").value.trim());
+  });
+  $("event-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    postEvent();
+  });
   if (sessionStorage.getItem(KEY)) signIn(sessionStorage.getItem(KEY));
 });
