@@ -80,3 +80,24 @@ def test_rollback_pin_and_unpin_switch_serving_and_are_audited(keyed, trained: T
         ("POST /v1/model/pin", 422),
         ("POST /v1/model/unpin", 200),
     ]
+
+
+def test_the_item_inspection_names_the_row_and_counts_exposures(keyed, trained: TrainedStore) -> None:
+    client, h, child = keyed
+    engine = client.app.state.engine
+    assert client.get("/v1/dashboard/items/nope", headers=h["read"]).status_code == 404
+    user = trained.shop.events[-1].user_id
+    top = client.get(f"/v1/users/{user}/recommendations", params={"k": 3}, headers=h["read"]).json()["items"]
+    client.get(f"/v1/users/{user}/recommendations", params={"k": 3}, headers=h["read"])
+    info = client.get(f"/v1/dashboard/items/{top[0]['item_id']}", headers=h["read"]).json()
+    assert info["exposures"] == 2 and info["row"] == "learned" and info["model_version"] == child
+    idx = engine.catalog.internal_id(top[0]["item_id"], create=False)
+    assert info["interactions"] == int(engine.trending.counts(len(engine.catalog))[idx]) > 0
+    # a new item has no learned row; with content it is scored through its mapped row
+    new = {"item_id": "new-tent", "title": "Four-season tent", "text": "a light tent", "categories": ["camping"]}
+    assert client.put("/v1/items", json=new, headers=h["admin"]).is_success
+    info = client.get("/v1/dashboard/items/new-tent", headers=h["read"]).json()
+    new_idx = engine.catalog.internal_id("new-tent", create=False)
+    mapped = not engine.recommender.serving.vectors_of([new_idx]).isnan().any()
+    assert info["row"] == ("content" if mapped else "none")
+    assert info["exposures"] == 0 and info["interactions"] == 0 and info["item"]["title"] == "Four-season tent"

@@ -140,3 +140,40 @@ def test_user_inspector_shows_the_list_change_after_an_event_posted_from_the_pag
     with httpx.Client(base_url=server.url, timeout=10) as client:
         state = client.get(f"/v1/users/{user}", headers={"Authorization": f"Bearer {dashboard_store.admin_key}"})
         assert state.json()["sequence"][-1]["item_id"] == before[0]
+
+
+def test_item_inspector_shows_the_item_its_row_and_similar_items(
+    browser, server_factory, dashboard_store: DashboardStore, trained: TrainedStore
+) -> None:
+    server = server_factory(dashboard_store.data_dir, env={"FRESHREC_SECURITY__AUTH": "true"})
+    item = trained.shop.items[0]
+    sign_in(browser, server.url, dashboard_store.admin_key)
+    browser.find_element(By.CSS_SELECTOR, "#tabs button[data-page=item]").click()
+    browser.find_element(By.ID, "item-id").send_keys(item.item_id)
+    browser.find_element(By.ID, "item-open").click()
+    similar = "#item-similar tbody tr"
+    WebDriverWait(browser, TIMEOUT).until(
+        lambda d: len(d.find_elements(By.CSS_SELECTOR, similar)) == 10, "ten similar items"
+    )
+    assert text_of(browser, "item-title") == item.title
+    facts = {
+        r.get_attribute("data-fact"): r.find_element(By.TAG_NAME, "td").text
+        for r in browser.find_elements(By.CSS_SELECTOR, "#item-facts tr")
+    }
+    assert facts["model"] == "learned from events" and int(facts["interactions"]) > 0
+    browser.screenshots.save("item")
+    # a similar item opens in the inspector
+    other = browser.find_element(By.CSS_SELECTOR, f"{similar} button")
+    other_id = other.text
+    other.click()
+    WebDriverWait(browser, TIMEOUT).until(
+        lambda d: d.find_element(By.ID, "item-id").get_attribute("value") == other_id, "the similar item opened"
+    )
+    WebDriverWait(browser, TIMEOUT).until(
+        lambda d: (
+            d.find_elements(By.CSS_SELECTOR, similar)
+            and d.find_element(By.CSS_SELECTOR, f"{similar} button").text != other_id
+        ),
+        "its own similar items",
+    )
+    browser.screenshots.save("similar-item")

@@ -7,6 +7,7 @@ import math
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -136,6 +137,8 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
+    # times each item was in a served list, by this process since it started (the dashboard's item page)
+    app.state.exposures = Counter()
     app.state.limiter = RateLimiter(settings.security.rate_limit, settings.security.rate_burst)
     app.state.audit = AuditLog(settings.storage.data_dir / "audit.log")
     for module in (events, users, items, models, quality, health, dashboard):

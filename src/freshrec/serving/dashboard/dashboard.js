@@ -360,6 +360,68 @@ async function postEvent() {
   await loadUser(inspected);
 }
 
+// ---- item inspector ----------------------------------------------------------------------------------
+
+const ROW_MEANING = {
+  learned: "learned from events",
+  content: "mapped from its content (cold start)",
+  none: "none: the model cannot recommend it",
+};
+
+async function loadItem(itemId) {
+  let info;
+  try {
+    info = await api(`/v1/dashboard/items/${encodeURIComponent(itemId)}`);
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  showError(null);
+  $("item-id").value = itemId;
+  $("item-view").hidden = false;
+  const item = info.item;
+  $("item-title").textContent = item.title || item.item_id;
+  const facts = [
+    ["Item", item.item_id],
+    ["Available", item.available ? "yes" : "no"],
+    ["Categories", item.categories.join(", ")],
+    ["Attributes", Object.entries(item.attributes).map(([k, v]) => `${k} ${v}`).join(", ")],
+    [`Model row (${info.model_version || "no model"})`, ROW_MEANING[info.row]],
+    ["Interactions (all time)", info.interactions],
+    ["Exposures (this process)", info.exposures],
+  ];
+  const body = document.querySelector("#item-facts tbody");
+  body.replaceChildren();
+  for (const [name, value] of facts) {
+    const row = el("tr");
+    row.dataset.fact = name.split(" ")[0].toLowerCase();
+    row.append(el("th", name), el("td", value));
+    body.appendChild(row);
+  }
+  $("item-text").textContent = item.text || "";
+  const similarBody = document.querySelector("#item-similar tbody");
+  similarBody.replaceChildren();
+  let similar;
+  try {
+    similar = await api(`/v1/items/${encodeURIComponent(itemId)}/similar?k=10`);
+  } catch (error) {
+    $("item-similar-note").textContent = error.message;
+    return;
+  }
+  $("item-similar-note").textContent = "";
+  similar.items.forEach((other, i) => {
+    const row = el("tr");
+    row.dataset.item = other.item_id;
+    const open = el("button", other.item_id);
+    open.type = "button";
+    open.addEventListener("click", () => loadItem(other.item_id));
+    const cell = el("td");
+    cell.appendChild(open);
+    row.append(el("td", i + 1), cell, el("td", other.title || ""), el("td", Number(other.score).toFixed(3)));
+    similarBody.appendChild(row);
+  });
+}
+
 // ---- start -------------------------------------------------------------------------------------------
 
 document.addEventListener("DOMContentLoaded", () => {
@@ -384,6 +446,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("event-form").addEventListener("submit", (event) => {
     event.preventDefault();
     postEvent();
+  });
+  $("item-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    loadItem($("item-id").value.trim());
   });
   if (sessionStorage.getItem(KEY)) signIn(sessionStorage.getItem(KEY));
 });

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
@@ -18,6 +19,7 @@ from freshrec.errors import NotFound
 from freshrec.online.process import TRAINER_STATUS, read_status
 from freshrec.position import as_cursor, behind, total
 from freshrec.quality.report import QUALITY_REPORT, read_report
+from freshrec.schema import ItemOut
 from freshrec.serving.deps import EngineDep, errors
 from freshrec.serving.security import require
 
@@ -133,4 +135,45 @@ def dashboard_summary(request: Request, engine: EngineDep) -> Summary:
         trainer_lag=behind(trained, applied) if trained is not None else None,
         trainer=read_status(engine.settings.storage.data_dir / TRAINER_STATUS),
         guard=guard,
+    )
+
+
+class ItemInspection(BaseModel):
+    item: ItemOut
+    model_version: str | None = Field(description="The serving version the row figures refer to.")
+    row: Literal["learned", "content", "none"] = Field(
+        description="What the serving version scores the item with: a row it learned from events, a row mapped "
+        "from the item's content (cold start), or none (the model cannot recommend it)."
+    )
+    interactions: int = Field(description="Positive events on the item, all time (what trending counts).")
+    exposures: int = Field(description="Times the item was in a list this API process served since it started.")
+
+
+@router.get(
+    "/v1/dashboard/items/{item_id}",
+    response_model=ItemInspection,
+    summary="One item as the dashboard's item inspector shows it",
+    dependencies=[require("read")],
+    responses=errors(404, 503),
+)
+def inspect_item(item_id: str, request: Request, engine: EngineDep) -> ItemInspection:
+    item = engine.get_item(item_id)  # 404 for an unknown item
+    idx = engine.catalog.internal_id(item_id, create=False)
+    if idx is None:  # erased between the two reads
+        raise NotFound(f"unknown item {item_id!r}")
+    serving = engine.recommender.serving
+    row: Literal["learned", "content", "none"] = "none"
+    if serving is not None:
+        at = np.array([idx], dtype=np.int64)
+        if serving.learned(at)[0]:
+            row = "learned"
+        elif not np.isnan(serving.vectors_of(at)[0].numpy()).any():
+            row = "content"
+    counts = engine.trending.counts(len(engine.catalog))
+    return ItemInspection(
+        item=item,
+        model_version=serving.version if serving is not None else None,
+        row=row,
+        interactions=int(counts[idx]) if idx < len(counts) else 0,
+        exposures=request.app.state.exposures[item_id],
     )
