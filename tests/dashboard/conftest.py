@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -90,3 +92,19 @@ def browser(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
         yield driver
     finally:
         driver.quit()
+
+
+#: A valid 1x1 PNG, for report folders in tests.
+PIXEL_PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg=="
+)
+
+
+def report_folder(path: Path) -> Path:
+    """A folder as a replay leaves it: JSON, Markdown, a plot, and a file the dashboard does not show."""
+    path.mkdir(parents=True)
+    (path / "replay.json").write_text(json.dumps({"strategies": {"live": {"ndcg@10": 0.25}}}))
+    (path / "replay.md").write_text("# Streaming replay\n\n| strategy | NDCG@10 |\n")
+    (path / "hit_rate.png").write_bytes(PIXEL_PNG)
+    (path / "notes.txt").write_text("not a report")
+    return path

@@ -4,13 +4,14 @@ model actions (rollback, pin, unpin) with their scopes, errors and audit lines."
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from freshrec.serving.app import create_app
 from tests.conftest import TrainedStore, make_settings
-from tests.dashboard.conftest import DashboardStore
+from tests.dashboard.conftest import PIXEL_PNG, DashboardStore, report_folder
 
 
 @pytest.fixture
@@ -101,3 +102,19 @@ def test_the_item_inspection_names_the_row_and_counts_exposures(keyed, trained: 
     mapped = not engine.recommender.serving.vectors_of([new_idx]).isnan().any()
     assert info["row"] == ("content" if mapped else "none")
     assert info["exposures"] == 0 and info["interactions"] == 0 and info["item"]["title"] == "Four-season tent"
+
+
+def test_reports_are_listed_by_name_and_served_only_from_their_folders(tmp_path: Path) -> None:
+    folder = report_folder(tmp_path / "replay-report")
+    settings = make_settings(tmp_path / "data", serving={"reports_dirs": [folder, tmp_path / "missing"]})
+    with TestClient(create_app(settings)) as client:
+        listed = client.get("/v1/dashboard/reports").json()
+        assert sorted(r["name"] for r in listed) == ["hit_rate.png", "replay.json", "replay.md"]
+        assert {r["folder"] for r in listed} == {0}
+        png = client.get("/v1/dashboard/reports/0/hit_rate.png")
+        assert png.headers["content-type"] == "image/png" and png.content == PIXEL_PNG
+        assert client.get("/v1/dashboard/reports/0/replay.json").json()["strategies"]["live"]["ndcg@10"] == 0.25
+        assert client.get("/v1/dashboard/reports/0/replay.md").text.startswith("# Streaming replay")
+        for missing in ("0/notes.txt", "1/replay.json", "0/..%2Freplay-report%2Freplay.json", "0/nope.json"):
+            assert client.get(f"/v1/dashboard/reports/{missing}").status_code == 404, missing
+        assert client.get("/v1/dashboard/reports/x/replay.json").status_code == 422

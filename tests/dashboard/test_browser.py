@@ -3,13 +3,15 @@ sign in with an admin key, watch the overview fill in, and roll back, pin and un
 
 from __future__ import annotations
 
+import json
+
 import httpx
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.conftest import TrainedStore
-from tests.dashboard.conftest import DashboardStore
+from tests.dashboard.conftest import DashboardStore, report_folder
 
 TIMEOUT = 30  # bounds a hang only: every wait ends as soon as the page shows the awaited state
 
@@ -177,3 +179,29 @@ def test_item_inspector_shows_the_item_its_row_and_similar_items(
         "its own similar items",
     )
     browser.screenshots.save("similar-item")
+
+
+def test_reports_page_shows_json_markdown_and_plots(
+    browser, server_factory, dashboard_store: DashboardStore, tmp_path
+) -> None:
+    folder = report_folder(tmp_path / "replay-report")
+    env = {"FRESHREC_SECURITY__AUTH": "true", "FRESHREC_SERVING__REPORTS_DIRS": json.dumps([str(folder)])}
+    server = server_factory(dashboard_store.data_dir, env=env)
+    sign_in(browser, server.url, dashboard_store.admin_key)
+    browser.find_element(By.CSS_SELECTOR, "#tabs button[data-page=reports]").click()
+    rows = "#reports tbody tr[data-report]"
+    WebDriverWait(browser, TIMEOUT).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, rows)) == 3, "3 reports")
+    browser.find_element(By.CSS_SELECTOR, "#reports tr[data-report='replay.json'] button").click()
+    wait_text(browser, "report-text", lambda t: '"ndcg@10": 0.25' in t, "the pretty-printed JSON")
+    browser.find_element(By.CSS_SELECTOR, "#reports tr[data-report='replay.md'] button").click()
+    wait_text(browser, "report-text", lambda t: t.startswith("# Streaming replay"), "the Markdown")
+    browser.find_element(By.CSS_SELECTOR, "#reports tr[data-report='hit_rate.png'] button").click()
+    WebDriverWait(browser, TIMEOUT).until(
+        lambda d: (
+            d.execute_script("const i = document.getElementById('report-image'); return !i.hidden && i.naturalWidth")
+            == 1
+        ),
+        "the plot decoded",
+    )
+    assert not browser.find_element(By.ID, "report-text").is_displayed()
+    browser.screenshots.save("reports")

@@ -76,6 +76,7 @@ function show(page) {
   } else if (page === "model") {
     loadModel();
   }
+  if (page === "reports") loadReports();
   // the user page keeps the user shown; it reloads on demand (search, posted event)
 }
 
@@ -420,6 +421,68 @@ async function loadItem(itemId) {
     row.append(el("td", i + 1), cell, el("td", other.title || ""), el("td", Number(other.score).toFixed(3)));
     similarBody.appendChild(row);
   });
+}
+
+// ---- reports -----------------------------------------------------------------------------------------
+
+let imageUrl = null;
+
+async function loadReports() {
+  let reports;
+  try {
+    reports = await api("/v1/dashboard/reports");
+  } catch (error) {
+    showError(error);
+    return;
+  }
+  showError(null);
+  const body = document.querySelector("#reports tbody");
+  body.replaceChildren();
+  if (!reports.length) {
+    const row = el("tr");
+    const cell = el("td", "No reports: set serving.reports_dirs to folders of replay or benchmark outputs.");
+    cell.colSpan = 3;
+    row.appendChild(cell);
+    body.appendChild(row);
+  }
+  for (const report of reports) {
+    const row = el("tr");
+    row.dataset.report = report.name;
+    const open = el("button", report.name);
+    open.type = "button";
+    open.addEventListener("click", () => showReport(report));
+    const cell = el("td");
+    cell.appendChild(open);
+    row.append(cell, el("td", new Date(report.modified * 1000).toLocaleString()), el("td", `${report.bytes} B`));
+    body.appendChild(row);
+  }
+}
+
+// Fetched with the key (an <img src> could not send it); images are shown through a blob URL.
+async function showReport(report) {
+  const path = `/v1/dashboard/reports/${report.folder}/${encodeURIComponent(report.name)}`;
+  const response = await fetch(path, { headers: { Authorization: `Bearer ${sessionStorage.getItem(KEY)}` } });
+  if (!response.ok) {
+    showError(new ApiError(response.status, (await response.json().catch(() => ({}))).detail || ""));
+    return;
+  }
+  showError(null);
+  $("report-name").textContent = report.name;
+  const text = $("report-text");
+  const image = $("report-image");
+  if (imageUrl) URL.revokeObjectURL(imageUrl);
+  imageUrl = null;
+  if (report.name.endsWith(".png")) {
+    imageUrl = URL.createObjectURL(await response.blob());
+    image.src = imageUrl;
+    image.hidden = false;
+    text.hidden = true;
+  } else {
+    const raw = await response.text();
+    text.textContent = report.name.endsWith(".json") ? JSON.stringify(JSON.parse(raw), null, 2) : raw;
+    text.hidden = false;
+    image.hidden = true;
+  }
 }
 
 // ---- start -------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
+from freshrec.engine import Engine
 from freshrec.errors import NotFound
 from freshrec.online.process import TRAINER_STATUS, read_status
 from freshrec.position import as_cursor, behind, total
@@ -26,9 +27,11 @@ from freshrec.serving.security import require
 #: The page's files (HTML, JS, CSS), package data of freshrec.serving.
 ASSETS = Path(__file__).resolve().parents[1] / "dashboard"
 _TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript", ".css": "text/css"}
+#: What the Reports page shows, by file suffix.
+_REPORT_TYPES = {".json": "application/json", ".md": "text/markdown; charset=utf-8", ".png": "image/png"}
 # Scripts and styles from this server only: no inline script runs even if data shown on a page held markup.
 _HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob:; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",
 }
@@ -177,3 +180,51 @@ def inspect_item(item_id: str, request: Request, engine: EngineDep) -> ItemInspe
         interactions=int(counts[idx]) if idx < len(counts) else 0,
         exposures=request.app.state.exposures[item_id],
     )
+
+
+class Report(BaseModel):
+    folder: int = Field(description="Index of the folder in serving.reports_dirs.")
+    name: str
+    bytes: int
+    modified: float = Field(description="Unix seconds.")
+
+
+def _reports(engine: Engine) -> dict[tuple[int, str], Path]:
+    """Every report file directly inside the configured folders: files are named, never addressed by path."""
+    found = {}
+    for n, folder in enumerate(engine.settings.serving.reports_dirs):
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if path.is_file() and path.suffix in _REPORT_TYPES:
+                    found[(n, path.name)] = path
+    return found
+
+
+@router.get(
+    "/v1/dashboard/reports",
+    response_model=list[Report],
+    summary="Reports the dashboard can show, newest first",
+    description="JSON, Markdown and PNG files directly inside the folders of serving.reports_dirs.",
+    dependencies=[require("read")],
+    responses=errors(),
+)
+def list_reports(engine: EngineDep) -> list[Report]:
+    out = []
+    for (n, name), path in _reports(engine).items():
+        stat = path.stat()
+        out.append(Report(folder=n, name=name, bytes=stat.st_size, modified=stat.st_mtime))
+    return sorted(out, key=lambda r: (-r.modified, r.folder, r.name))
+
+
+@router.get(
+    "/v1/dashboard/reports/{folder}/{name}",
+    summary="One report's file",
+    response_class=FileResponse,
+    dependencies=[require("read")],
+    responses=errors(404, 422),
+)
+def get_report(folder: int, name: str, engine: EngineDep) -> FileResponse:
+    path = _reports(engine).get((folder, name))
+    if path is None:
+        raise NotFound(f"no report {name!r} in report folder {folder}")
+    return FileResponse(path, media_type=_REPORT_TYPES[path.suffix], headers={"X-Content-Type-Options": "nosniff"})
