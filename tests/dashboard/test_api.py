@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from freshrec.quality.report import QUALITY_REPORT, write_report
 from freshrec.serving.app import create_app
 from tests.conftest import TrainedStore, make_settings
 from tests.dashboard.conftest import PIXEL_PNG, DashboardStore, report_folder
@@ -52,6 +53,10 @@ def test_the_summary_needs_a_key_and_counts_the_service_not_itself(keyed, traine
     # the copied version was trained through the shop's events; the new event is not in it yet
     assert second["trainer_lag"] == 1
     assert second["trainer"] is None and second["guard"] is None
+    report = {"enabled": True, "flags": {"type_mix_drift": True}, "flagged_by_reason": {"burst": 2}}
+    write_report(client.app.state.settings.storage.data_dir / QUALITY_REPORT, report)
+    guard = client.get("/v1/dashboard/summary", headers=h["read"]).json()["guard"]
+    assert guard["flags"] == {"type_mix_drift": True} and guard["flagged_by_reason"] == {"burst": 2}
 
 
 def test_rollback_pin_and_unpin_switch_serving_and_are_audited(keyed, trained: TrainedStore) -> None:

@@ -77,7 +77,9 @@ class Summary(BaseModel):
 
     time: float = Field(description="Server time (Unix seconds) the figures were read at.")
     events: int = Field(description="Events acknowledged by this API process since it started.")
-    requests: int = Field(description="Requests answered by this API process, the dashboard's own left out.")
+    requests: int = Field(
+        description="Requests answered by this API process, those to the dashboard's page and /v1/dashboard/* left out."
+    )
     latency: list[LatencyBucket] = Field(
         description="Latency histogram of those requests (finite bounds; `requests` is the total)."
     )
