@@ -27,10 +27,14 @@ test: $(STAMP) servers
 test-slow: $(STAMP) servers
 	$(BIN)/python -m pytest -m slow
 
-# The real servers some tests start on free loopback ports: redis-server (Debian), installed when missing.
+# The real servers and browser some tests start: redis-server on free loopback ports, and headless Chromium
+# with its driver for the dashboard (Debian packages), installed when missing.
 servers:
 	@command -v redis-server >/dev/null 2>&1 || { $(SUDO) apt-get install -y -qq redis-server >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq redis-server; }; }
+	@{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || \
+	  { $(SUDO) apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium chromium-driver; }; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -232,6 +232,11 @@ class ServingSettings(_Section):
     model_poll_s: float = Field(
         2.0, ge=0, description="Seconds between checks for a new current model version (0: never)."
     )
+    reports_dirs: list[Path] = Field(
+        default_factory=list,
+        description="Folders whose reports (JSON, Markdown, PNG: `freshrec replay --out`, benchmarks/results) the "
+        "dashboard's Reports page lists and shows; none by default.",
+    )
 
 
 class SecuritySettings(_Section):

@@ -7,6 +7,7 @@ import math
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -28,7 +29,7 @@ from freshrec.errors import FreshrecError, TooManyRequests, Unauthorized
 from freshrec.schema import EventIn, ItemIn, format_validation_error
 from freshrec.serving.prometheus import ServiceMetrics
 from freshrec.serving.protocol import http_protocol
-from freshrec.serving.routes import events, health, items, models, quality, users
+from freshrec.serving.routes import dashboard, events, health, items, models, quality, users
 from freshrec.serving.security import Guard, KeyCache
 
 log = logging.getLogger(__name__)
@@ -136,9 +137,11 @@ def create_app(settings: Settings, engine: Engine | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = ServiceMetrics()
+    # times each item was in a served list, by this process since it started (the dashboard's item page)
+    app.state.exposures = Counter()
     app.state.limiter = RateLimiter(settings.security.rate_limit, settings.security.rate_burst)
     app.state.audit = AuditLog(settings.storage.data_dir / "audit.log")
-    for module in (events, users, items, models, quality, health):
+    for module in (events, users, items, models, quality, health, dashboard):
         app.include_router(module.router)
 
     @app.exception_handler(FreshrecError)

@@ -2,17 +2,35 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from freshrec.engine import Engine
+from freshrec.errors import Conflict, NotFound
+from freshrec.model.registry import ModelNotFoundError
 from freshrec.schema import ModelInfo
 from freshrec.serving.deps import EngineDep, errors
 from freshrec.serving.security import require
 
 router = APIRouter(prefix="/v1/model", tags=["model"])
+
+
+class RollbackRequest(BaseModel):
+    to: str | None = Field(None, description="Version to return to; default the current one's parent.")
+
+
+class PinRequest(BaseModel):
+    version: str | None = Field(None, description="Version to pin; default the registry's current one.")
+
+
+class RegistryState(BaseModel):
+    current: str | None = Field(description="The registry's current version.")
+    pinned: str | None = Field(description="The pinned version; null when the online trainer may publish.")
+    serving: str | None = Field(description="The version this API process serves.")
 
 
 class ReloadRequest(BaseModel):
@@ -58,3 +76,74 @@ async def reload_model(request: Request, engine: EngineDep, body: ReloadRequest 
     await run_in_threadpool(engine.load_model, version, version is not None)
     request.app.state.metrics.model_swaps.inc()
     return engine.model_info()
+
+
+def _registry_state(engine: Engine) -> RegistryState:
+    serving = engine.recommender.serving
+    return RegistryState(
+        current=engine.registry.current(),
+        pinned=engine.registry.pinned(),
+        serving=serving.version if serving is not None else None,
+    )
+
+
+def _switch(engine: Engine, change: Callable[[], Any]) -> RegistryState:
+    """Run a registry change, then serve its current version here at once (other processes follow it within
+    serving.model_poll_s)."""
+    try:
+        change()
+    except ModelNotFoundError as exc:
+        raise NotFound(str(exc)) from exc
+    except ValueError as exc:  # the registry refuses to move a pinned pointer
+        raise Conflict(str(exc)) from exc
+    engine.refresh_model()
+    return _registry_state(engine)
+
+
+@router.post(
+    "/rollback",
+    response_model=RegistryState,
+    summary="Roll back to an earlier version",
+    description="Makes `to` (default: the current version's parent, else the version before it) the registry's "
+    "current version and serves it; 409 while another version is pinned. Admin scope; audit-logged.",
+    dependencies=[require("admin")],
+    responses=errors(404, 408, 409, 413, 415, 422, 503),
+)
+async def rollback_model(
+    request: Request, engine: EngineDep, body: RollbackRequest | None = Body(None)
+) -> RegistryState:
+    before = engine.recommender.serving
+    state = await run_in_threadpool(_switch, engine, lambda: engine.registry.rollback(body.to if body else None))
+    if before is None or before.version != state.serving:
+        request.app.state.metrics.model_swaps.inc()
+    return state
+
+
+@router.post(
+    "/pin",
+    response_model=RegistryState,
+    summary="Pin a version",
+    description="Makes `version` (default: the current one) current and keeps it there: the online trainer "
+    "publishes no new current version until unpinned. Admin scope; audit-logged.",
+    dependencies=[require("admin")],
+    responses=errors(404, 408, 413, 415, 422, 503),
+)
+async def pin_model(request: Request, engine: EngineDep, body: PinRequest | None = Body(None)) -> RegistryState:
+    before = engine.recommender.serving
+    state = await run_in_threadpool(_switch, engine, lambda: engine.registry.pin(body.version if body else None))
+    if before is None or before.version != state.serving:
+        request.app.state.metrics.model_swaps.inc()
+    return state
+
+
+@router.post(
+    "/unpin",
+    response_model=RegistryState,
+    summary="Unpin",
+    description="Lets the online trainer publish new current versions again. Admin scope; audit-logged.",
+    dependencies=[require("admin")],
+    responses=errors(408, 413, 415, 422),
+)
+def unpin_model(engine: EngineDep) -> RegistryState:
+    engine.registry.unpin()
+    return _registry_state(engine)

@@ -55,6 +55,8 @@ async def recommendations(
     # async: the model work runs on the micro-batcher's thread, the event loop only waits for it
     result = await engine.recommend_async(user_id, k, exclude_seen, diversity, objective)
     request.app.state.metrics.recommendations.labels(result.source).inc()
+    # on the event loop, one thread: no lock needed
+    request.app.state.exposures.update(item.item_id for item in result.items)
     # Serialised here, once: returning the model would make FastAPI validate it again against
     # response_model (which stays for the OpenAPI schema), a measurable share of the hot path.
     return Response(content=result.model_dump_json(), media_type="application/json")
