@@ -31,6 +31,7 @@ SCRIPTS = [
     ("objectives.py", ["--quick"]),
     ("data_guard.py", ["--quick"]),
     ("compression.py", ["--quick"]),
+    ("dashboard.py", ["--quick"]),
 ]
 
 
