@@ -87,9 +87,17 @@ def _registry_state(engine: Engine) -> RegistryState:
     )
 
 
-def _switch(engine: Engine, change: Callable[[], Any]) -> RegistryState:
-    """Run a registry change, then serve its current version here at once (other processes follow it within
-    serving.model_poll_s)."""
+async def _switch(request: Request, engine: Engine, change: Callable[[], Any]) -> RegistryState:
+    """Run a registry change off the event loop, then serve its current version here at once (other processes
+    follow it within serving.model_poll_s), counting the swap when the served version changed."""
+    before = engine.recommender.serving
+    state = await run_in_threadpool(_apply, engine, change)
+    if before is None or before.version != state.serving:
+        request.app.state.metrics.model_swaps.inc()
+    return state
+
+
+def _apply(engine: Engine, change: Callable[[], Any]) -> RegistryState:
     try:
         change()
     except ModelNotFoundError as exc:
@@ -112,11 +120,7 @@ def _switch(engine: Engine, change: Callable[[], Any]) -> RegistryState:
 async def rollback_model(
     request: Request, engine: EngineDep, body: RollbackRequest | None = Body(None)
 ) -> RegistryState:
-    before = engine.recommender.serving
-    state = await run_in_threadpool(_switch, engine, lambda: engine.registry.rollback(body.to if body else None))
-    if before is None or before.version != state.serving:
-        request.app.state.metrics.model_swaps.inc()
-    return state
+    return await _switch(request, engine, lambda: engine.registry.rollback(body.to if body else None))
 
 
 @router.post(
@@ -129,11 +133,7 @@ async def rollback_model(
     responses=errors(404, 408, 413, 415, 422, 503),
 )
 async def pin_model(request: Request, engine: EngineDep, body: PinRequest | None = Body(None)) -> RegistryState:
-    before = engine.recommender.serving
-    state = await run_in_threadpool(_switch, engine, lambda: engine.registry.pin(body.version if body else None))
-    if before is None or before.version != state.serving:
-        request.app.state.metrics.model_swaps.inc()
-    return state
+    return await _switch(request, engine, lambda: engine.registry.pin(body.version if body else None))
 
 
 @router.post(
